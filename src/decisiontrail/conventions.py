@@ -1,0 +1,83 @@
+"""Semantic conventions of decisiontrail: the one event name and every attribute name.
+
+No attribute name is a bare literal anywhere else in the package; docs/semantic-conventions.md
+describes each constant (type, requirement level, example) and a test keeps the two in step.
+Names follow OpenTelemetry's dotted lower-case style. Official conventions are used where one fits:
+``service.name`` on the resource, ``enduser.id`` / ``enduser.pseudo.id`` for the subject of a decision.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DECISION_EVENT", "SCOPE_NAME", "ModelAttributes", "DecisionAttributes", "SpanAttributes"]
+
+DECISION_EVENT = "model.decision"
+"""Name of the span event (and, later, the log event) that records one decision."""
+
+SCOPE_NAME = "decisiontrail"
+"""Instrumentation scope name of every tracer the package creates."""
+
+
+class ModelAttributes:
+    """Attributes that identify the model that decided."""
+
+    NAME = "model.name"
+    """Model name: a registered name, or the model's class name. Required."""
+    VERSION = "model.version"
+    """Model version: explicit, from configuration, or ``DECISIONTRAIL_MODEL_VERSION``. Recommended."""
+    FRAMEWORK = "model.framework"
+    """Library that ran the model: ``sklearn``, ``xgboost``, ``lightgbm``, ``onnxruntime``, ``python``."""
+    ARTIFACT_HASH = "model.artifact.hash"
+    """``sha256:<hex>`` of the serialized model artifact, computed once per model object."""
+
+
+class DecisionAttributes:
+    """Attributes of one ``model.decision`` event."""
+
+    ID = "decision.id"
+    """Unique, time-ordered id (UUIDv7 layout) of the decision. Required."""
+    INPUT = "decision.input"
+    """Canonical JSON of the (redacted) input, cut to the size cap. Required."""
+    INPUT_HASH = "decision.input.hash"
+    """``sha256:<hex>`` of the full canonical JSON of the redacted input, before any cut."""
+    OUTPUT = "decision.output"
+    """Canonical JSON of the (redacted) output, cut to the size cap. Required."""
+    LABEL = "decision.label"
+    """The decided class or action, as a string (``approve``, ``1``)."""
+    SCORE = "decision.score"
+    """The decided class's score or probability, a finite double."""
+    EXPLANATION = "decision.explanation"
+    """Canonical JSON of an explanation (feature attributions, rule trace)."""
+    REASON_CODES = "decision.reason_codes"
+    """String array of reason codes given to the subject (adverse-action notices)."""
+    TRUNCATED = "decision.truncated"
+    """String array naming the fields cut to the size cap (``input``, ``output``, ``explanation``)."""
+    REDACTED = "decision.redacted"
+    """String array of the field paths that were redacted or hashed before export."""
+    ERROR = "decision.error"
+    """Set when recording partly failed: what failed. The decision is still recorded."""
+    BATCH_SIZE = "decision.batch.size"
+    """Number of rows in the predict call that produced this decision."""
+    BATCH_INDEX = "decision.batch.index"
+    """Row index of this decision within its batch (0-based); on a packed batch event, of its first row."""
+    BATCH_COUNT = "decision.batch.count"
+    """Set only on a packed batch event: the number of rows (decisions) it holds. Row ``i`` of the event
+    has id ``offset_id(decision.id, i)``, input ``decision.input.rows[i]``, output
+    ``decision.output[i]``, label ``decision.label[i]`` and score ``decision.score[i]``."""
+    CHAIN_ID = "decision.chain.id"
+    """Id of the hash chain (one per recording process) this decision belongs to."""
+    CHAIN_SEQ = "decision.chain.seq"
+    """Position in the chain, 1-based, without gaps."""
+    CHAIN_PREV = "decision.chain.prev"
+    """``decision.chain.hash`` of the previous decision in the chain (empty for the first)."""
+    CHAIN_HASH = "decision.chain.hash"
+    """sha256 over the previous hash and this decision's canonical attributes and timestamp."""
+
+
+class SpanAttributes:
+    """Attributes decisiontrail sets on spans (not events)."""
+
+    DECISION_COUNT = "decision.count"
+    """Number of ``model.decision`` events on the span. Only spans with decisions carry it, so the
+    collector can route audit spans with a plain attribute condition."""
+    DECISION_AUDIT = "decision.audit"
+    """``True`` on the spans decisiontrail opens for decisions; the AuditSampler always samples them."""

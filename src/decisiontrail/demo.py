@@ -1,0 +1,101 @@
+"""``decisiontrail demo``: a loan-approval model audited on the embedded default (no collector).
+
+Trains a scikit-learn logistic regression on synthetic applications, then serves N applications,
+each inside a request span ``POST /loans``, through an ``@audited`` predict that returns the decision,
+its probability, per-feature contributions and adverse-action reason codes. The applicant id is
+hashed (keyed) and the national id redacted before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+
+from .config import configure
+from .recorder import audited
+
+__all__ = ["run_demo", "DemoResult", "FEATURES"]
+
+FEATURES = ("income", "debt_ratio", "credit_history_years", "loan_amount", "late_payments")
+MODEL_NAME = "loan-approval"
+MODEL_VERSION = "1.0.0"
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    decisions: int
+    decision_ids: list[str]
+    trace_ids: list[str]
+
+
+def _applications(n: int, seed: int) -> tuple[Any, Any, list[dict[str, Any]]]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    income = rng.lognormal(10.8, 0.5, n).round(0)
+    debt_ratio = rng.beta(2, 5, n).round(3)
+    history = rng.integers(0, 30, n)
+    amount = rng.lognormal(9.5, 0.6, n).round(0)
+    late = rng.poisson(0.8, n)
+    x = np.column_stack([income, debt_ratio, history, amount, late]).astype(float)
+    logit = 0.00004 * income - 6 * debt_ratio + 0.08 * history - 0.00003 * amount - 0.7 * late + 0.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    apps = [
+        {"applicant_id": f"A-{seed}-{i:06d}", "national_id": f"{rng.integers(100, 999)}-{i % 100:02d}-{i:04d}",
+         **{f: (int(v) if f in ("credit_history_years", "late_payments") else float(v)) for f, v in zip(FEATURES, row)}}
+        for i, row in enumerate(x)
+    ]
+    return x, y, apps
+
+
+def train(seed: int = 7) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y, _ = _applications(4000, seed)
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
+
+
+def run_demo(out: str | Path = "decisiontrail-data", n: int = 200, seed: int = 11) -> DemoResult:
+    import numpy as np
+
+    model = train()
+    scaler, clf = model[0], model[-1]
+    cfg = configure(path=out, service_name="loan-service-demo", hash_keys=["applicant_id"],
+                    redact_keys=["national_id"], hash_secret="demo-only-secret", model_version=MODEL_VERSION)
+    tracer = cfg.tracer_provider.get_tracer("decisiontrail.demo")
+
+    @audited(model_name=MODEL_NAME, model_version=MODEL_VERSION,
+             label=lambda r: r["decision"], score=lambda r: r["approval_probability"],
+             explanation=lambda r: {"contributions": r["contributions"], "reason_codes": r["reason_codes"]})
+    def decide(application: dict[str, Any]) -> dict[str, Any]:
+        row = np.array([[application[f] for f in FEATURES]], dtype=float)
+        p = float(model.predict_proba(row)[0, 1])
+        contrib = dict(zip(FEATURES, (scaler.transform(row)[0] * clf.coef_[0]).round(4).tolist()))
+        worst = sorted((c, f) for f, c in contrib.items() if c < 0)[:2]
+        approved = p >= 0.5
+        return {"decision": "approve" if approved else "deny", "approval_probability": round(p, 4),
+                "contributions": contrib, "reason_codes": [] if approved else [f for _, f in worst]}
+
+    _, _, apps = _applications(n, seed)
+    ids: list[str] = []
+    traces: list[str] = []
+    for app in apps:
+        with tracer.start_as_current_span("POST /loans", kind=SpanKind.SERVER,
+                                          attributes={"http.request.method": "POST", "url.path": "/loans"}) as span:
+            decide(app)
+            traces.append(format(span.get_span_context().trace_id, "032x"))
+    cfg.shutdown()
+    from .store.reader import iter_decisions
+
+    for d in iter_decisions(out):
+        if d.trace_id in set(traces):
+            ids.append(d.decision_id)
+    return DemoResult(Path(out), len(apps), ids, traces)
+
+

@@ -1,0 +1,255 @@
+"""One bounded, deterministic, canonical JSON encoding for decision inputs, outputs and explanations.
+
+Canonical: keys sorted, no whitespace, UTF-8 (not ASCII-escaped); the same value always gives the
+same text, so ``decision.input.hash`` identifies an input. Representations of values JSON lacks:
+
+=====================================  ==========================================================
+value                                  encoded as
+=====================================  ==========================================================
+NaN, +Inf, -Inf                        the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
+numpy / pandas scalars                 the equivalent Python number, bool or string
+numpy arrays                           nested lists
+pandas Series                          object of index -> value
+pandas DataFrame                       list of row objects (column -> value)
+pandas NA / NaT, None                  ``null``
+datetime, date, time, pandas Timestamp ISO 8601 string
+Decimal                                its exact decimal string
+bytes, bytearray, memoryview           ``{"$bytes": "<base64>"}``, longer than 4 KiB: ``{"$bytes_sha256", "$len"}``
+set, frozenset                         list sorted by each element's canonical text
+tuple                                  list
+non-string dict keys                   their canonical text (``1`` -> ``"1"``, ``(1, 2)`` -> ``"[1,2]"``)
+cycle                                  the string ``"<cycle>"``
+nesting deeper than ``max_depth``      the string ``"<max depth>"``
+anything else                          ``"<TypeName: repr>"`` (repr cut to 200 characters), or
+                                       ``"<TypeName>"`` when its ``__repr__`` raises
+=====================================  ==========================================================
+
+Bounded: text longer than ``max_chars`` is cut to its first ``max_chars`` characters (no longer valid
+JSON); the caller marks the field in ``decision.truncated`` and the hash is of the full text.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import decimal
+import enum
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+__all__ = ["Encoded", "encode", "to_jsonable", "canonical_json", "sha256_hex", "DEFAULT_MAX_CHARS"]
+
+DEFAULT_MAX_CHARS = 8192
+DEFAULT_MAX_DEPTH = 32
+_MAX_INLINE_BYTES = 4096
+_REPR_LIMIT = 200
+
+
+class Encoded(NamedTuple):
+    text: str  # canonical JSON, possibly cut
+    full_hash: str  # "sha256:<hex>" of the full canonical JSON
+    truncated: bool
+
+
+_dumps_fast = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+    default=lambda o: _default(o),
+).encode
+_dumps_plain = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
+def sha256_hex(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def canonical_json(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> str:
+    """Canonical JSON text of any value, never raising."""
+    try:
+        # Fast path: the C encoder with a hook for the non-JSON types. It raises on NaN, cycles,
+        # unsortable or non-scalar keys and deep nesting; those take the careful path below.
+        return _dumps_fast(value)
+    except (ValueError, TypeError, RecursionError, OverflowError):
+        return _dumps_plain(to_jsonable(value, max_depth))
+
+
+def encode(value: Any, max_chars: int = DEFAULT_MAX_CHARS, max_depth: int = DEFAULT_MAX_DEPTH) -> Encoded:
+    text = canonical_json(value, max_depth)
+    full_hash = sha256_hex(text)
+    if len(text) > max_chars:
+        return Encoded(text[:max_chars], full_hash, True)
+    return Encoded(text, full_hash, False)
+
+
+def _float(x: float) -> float | str:
+    if math.isfinite(x):
+        return x
+    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+
+
+def _bytes(b: bytes) -> dict[str, Any]:
+    if len(b) > _MAX_INLINE_BYTES:
+        return {"$bytes_sha256": hashlib.sha256(b).hexdigest(), "$len": len(b)}
+    return {"$bytes": base64.b64encode(b).decode("ascii")}
+
+
+def _fallback_repr(o: Any) -> str:
+    name = type(o).__name__
+    try:
+        r = repr(o)
+    except Exception:  # an object whose __repr__ raises still gets a bounded representation
+        return f"<{name}>"
+    if len(r) > _REPR_LIMIT:
+        r = r[:_REPR_LIMIT] + "…"
+    return f"<{name}: {r}>"
+
+
+def _default(o: Any) -> Any:
+    """Hook of the fast path: turn one non-JSON object into something JSON can hold."""
+    converted = _convert_leaf(o)
+    if converted is not _NOT_LEAF:
+        return converted
+    if isinstance(o, (set, frozenset)):
+        return sorted(o, key=canonical_json)
+    return _container_view(o)
+
+
+_NOT_LEAF = object()
+
+
+def _convert_leaf(o: Any) -> Any:  # noqa: C901 - one flat table of types
+    """A JSON-ready scalar for ``o``, or _NOT_LEAF when ``o`` is a container or unknown."""
+    if isinstance(o, enum.Enum):
+        o = o.value
+        if isinstance(o, (str, int, bool)) or o is None:
+            return o
+    if isinstance(o, float):
+        return _float(o)
+    if isinstance(o, (_dt.datetime, _dt.date, _dt.time)):
+        return o.isoformat()
+    if isinstance(o, _dt.timedelta):
+        return o.total_seconds()
+    if isinstance(o, decimal.Decimal):
+        return str(o)
+    if isinstance(o, uuid.UUID):
+        return str(o)
+    if isinstance(o, (bytes, bytearray, memoryview)):
+        return _bytes(bytes(o))
+    module = type(o).__module__
+    if module.startswith("numpy"):
+        return _convert_numpy(o)
+    if module.startswith("pandas"):
+        return _convert_pandas(o)
+    return _NOT_LEAF
+
+
+def _convert_numpy(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.ndarray):
+        if o.dtype.kind in "Mm":  # datetime64 / timedelta64
+            return o.astype(str).tolist()
+        return _NOT_LEAF if o.dtype == object else o.tolist()
+    if isinstance(o, np.generic):
+        if isinstance(o, (np.datetime64, np.timedelta64)):
+            return str(o)
+        v = o.item()
+        if isinstance(v, float):
+            return _float(v)
+        if isinstance(v, bytes):
+            return _bytes(v)
+        return v
+    return _NOT_LEAF
+
+
+def _convert_pandas(o: Any) -> Any:
+    import pandas as pd
+
+    if o is pd.NaT or o is pd.NA:
+        return None
+    if isinstance(o, pd.Timestamp):
+        return o.isoformat()
+    if isinstance(o, pd.Timedelta):
+        return o.total_seconds()
+    if isinstance(o, pd.DataFrame):
+        # Rows as objects; NaN/NA inside go through the careful path via to_jsonable.
+        return [dict(zip(map(str, o.columns), row)) for row in o.itertuples(index=False, name=None)]
+    if isinstance(o, pd.Series):
+        return {str(k): v for k, v in o.items()}
+    if isinstance(o, pd.Index):
+        return list(o)
+    return _NOT_LEAF
+
+
+def _container_view(o: Any) -> Any:
+    """Lists/dicts for container-like objects; a bounded repr for anything else."""
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
+    if isinstance(o, Mapping):
+        return dict(o)
+    if hasattr(o, "_asdict"):  # namedtuple
+        return o._asdict()
+    if hasattr(o, "tolist") and callable(o.tolist):  # numpy object arrays, array.array, torch tensors
+        try:
+            return o.tolist()
+        except Exception:
+            pass
+    return _fallback_repr(o)
+
+
+def _key(k: Any, depth: int, max_depth: int) -> str:
+    if isinstance(k, str):
+        return k
+    if k is None or isinstance(k, (bool, int, float)):
+        # What json.dumps itself does with scalar keys, so both paths agree.
+        return json.dumps(_float(k) if isinstance(k, float) else k)
+    return _dumps_plain(to_jsonable(k, max_depth - depth))
+
+
+def to_jsonable(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Plain JSON-safe structure (dict/list/str/int/float/bool/None) for any value, never raising."""
+    path: set[int] = set()
+
+    def walk(o: Any, depth: int) -> Any:
+        if o is None or isinstance(o, (str, bool, int)) and not isinstance(o, enum.Enum):
+            return o
+        leaf = _convert_leaf(o)
+        if leaf is not _NOT_LEAF:
+            if isinstance(leaf, (list, dict)):  # numpy arrays, pandas frames: may hold NaN
+                return walk(leaf, depth)
+            return leaf
+        if depth >= max_depth:
+            return "<max depth>"
+        oid = id(o)
+        if oid in path:
+            return "<cycle>"
+        path.add(oid)
+        try:
+            if isinstance(o, dict):
+                out = {}
+                for k, v in o.items():
+                    out[_key(k, depth, max_depth)] = walk(v, depth + 1)
+                return out
+            if isinstance(o, (list, tuple)):
+                return [walk(v, depth + 1) for v in o]
+            if isinstance(o, (set, frozenset)):
+                items = [walk(v, depth + 1) for v in o]
+                return sorted(items, key=_dumps_plain)
+            view = _container_view(o)
+            if isinstance(view, str):
+                return view
+            return walk(view, depth)
+        except Exception:  # a container that fails while iterated (a raising __iter__, say)
+            return _fallback_repr(o)
+        finally:
+            path.discard(oid)
+
+    return walk(value, 0)
+
+

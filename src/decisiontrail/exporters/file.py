@@ -1,0 +1,76 @@
+"""The embedded default exporter: OTLP JSON lines in a local directory.
+
+It writes what the Collector's file exporter writes (one ``ExportTraceServiceRequest`` per line, see
+otlpjson.py) with the same rotation scheme (``<name>-<UTC time>.<ext>`` backups, as lumberjack names
+them), so ``decisiontrail query`` reads both. Each batch is flushed and, by default, fsynced before
+export reports success: an acknowledged decision is on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .otlpjson import spans_to_otlp_json
+
+__all__ = ["FileSpanExporter", "DEFAULT_FILE_NAME"]
+
+DEFAULT_FILE_NAME = "decisions.jsonl"
+
+
+class FileSpanExporter(SpanExporter):
+    def __init__(self, directory: str | os.PathLike[str], *, file_name: str = DEFAULT_FILE_NAME,
+                 max_bytes: int = 100 * 1024 * 1024, fsync: bool = True) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / file_name
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self._file = open(self.path, "ab")
+        self._closed = False
+
+    def _rotate(self) -> None:
+        self._file.close()
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
+        stem, dot, ext = self.path.name.partition(".")
+        target = self.path.with_name(f"{stem}-{stamp}{dot}{ext}")
+        n = 1
+        while target.exists():  # two rotations in one millisecond
+            target = self.path.with_name(f"{stem}-{stamp}-{n}{dot}{ext}")
+            n += 1
+        os.replace(self.path, target)
+        self._file = open(self.path, "ab")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        line = (spans_to_otlp_json(spans) + "\n").encode("utf-8", "surrogatepass")
+        with self._lock:
+            if self._closed:
+                return SpanExportResult.FAILURE
+            try:
+                if self._file.tell() and self._file.tell() + len(line) > self.max_bytes:
+                    self._rotate()
+                self._file.write(line)
+                self._file.flush()
+                if self.fsync:
+                    os.fsync(self._file.fileno())
+            except OSError:
+                return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._file.close()

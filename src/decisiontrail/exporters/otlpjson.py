@@ -1,0 +1,128 @@
+"""OTLP JSON: spans to and from the lines the Collector's file exporter writes.
+
+One line is one ``ExportTraceServiceRequest`` in the protobuf JSON mapping as the collector's pdata
+writes it: camelCase keys, trace and span ids as lower-case hex, 64-bit integers as strings, enums
+(span kind, status code) as numbers. Encoding by hand (not through protobuf's json_format, which
+writes ids as base64) keeps the embedded file store and the collector's files readable by one reader.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+__all__ = ["spans_to_otlp_json", "encode_value", "decode_value", "decode_attributes"]
+
+
+def encode_value(v: Any) -> dict[str, Any]:
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    if isinstance(v, str):
+        return {"stringValue": v}
+    if isinstance(v, bytes):
+        return {"bytesValue": base64.b64encode(v).decode("ascii")}
+    if isinstance(v, Mapping):
+        return {"kvlistValue": {"values": encode_attributes(v)}}
+    if isinstance(v, Sequence):
+        return {"arrayValue": {"values": [encode_value(x) for x in v]}}
+    return {"stringValue": str(v)}
+
+
+def encode_attributes(attrs: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    return [{"key": k, "value": encode_value(v)} for k, v in (attrs or {}).items()]
+
+
+def decode_value(v: Mapping[str, Any]) -> Any:
+    if "stringValue" in v:
+        return v["stringValue"]
+    if "boolValue" in v:
+        return bool(v["boolValue"])
+    if "intValue" in v:
+        return int(v["intValue"])
+    if "doubleValue" in v:
+        return float(v["doubleValue"])  # the collector writes 1.0 as 1: keep it a float
+    if "arrayValue" in v:
+        return [decode_value(x) for x in v["arrayValue"].get("values", [])]
+    if "kvlistValue" in v:
+        return decode_attributes(v["kvlistValue"].get("values", []))
+    if "bytesValue" in v:
+        return v["bytesValue"]
+    return None
+
+
+def decode_attributes(attrs: Iterable[Mapping[str, Any]] | None) -> dict[str, Any]:
+    return {a["key"]: decode_value(a.get("value", {})) for a in attrs or ()}
+
+
+def _hex(n: int, width: int) -> str:
+    return format(n, f"0{width}x")
+
+
+def _span(s: ReadableSpan) -> dict[str, Any]:
+    ctx = s.get_span_context()
+    out: dict[str, Any] = {
+        "traceId": _hex(ctx.trace_id, 32),
+        "spanId": _hex(ctx.span_id, 16),
+        "name": s.name,
+        "kind": s.kind.value + 1,  # the SDK's SpanKind starts at INTERNAL=0, OTLP's at INTERNAL=1
+        "startTimeUnixNano": str(s.start_time or 0),
+        "endTimeUnixNano": str(s.end_time or 0),
+        "attributes": encode_attributes(s.attributes),
+        "flags": 0x100 | int(ctx.trace_flags),
+        "status": {"code": s.status.status_code.value} if s.status.description is None
+        else {"code": s.status.status_code.value, "message": s.status.description},
+    }
+    if s.parent is not None:
+        out["parentSpanId"] = _hex(s.parent.span_id, 16)
+        if s.parent.is_remote:
+            out["flags"] |= 0x200
+    if ctx.trace_state:
+        out["traceState"] = ctx.trace_state.to_header()
+    if s.events:
+        out["events"] = [
+            {"timeUnixNano": str(e.timestamp), "name": e.name, "attributes": encode_attributes(e.attributes)}
+            for e in s.events
+        ]
+    if s.links:
+        out["links"] = [
+            {"traceId": _hex(l.context.trace_id, 32), "spanId": _hex(l.context.span_id, 16),
+             "attributes": encode_attributes(l.attributes)}
+            for l in s.links
+        ]
+    dropped = s.dropped_events
+    if dropped:
+        out["droppedEventsCount"] = dropped
+    return out
+
+
+def spans_to_otlp_json(spans: Sequence[ReadableSpan]) -> str:
+    """One OTLP JSON line (without the newline) for ``spans``, grouped by resource and scope."""
+    by_resource: dict[int, tuple[Any, dict[tuple[str, str | None], list[dict[str, Any]]]]] = {}
+    for s in spans:
+        res = s.resource
+        entry = by_resource.setdefault(id(res), (res, {}))
+        scope = s.instrumentation_scope
+        key = (scope.name, scope.version) if scope else ("", None)
+        entry[1].setdefault(key, []).append(_span(s))
+    resource_spans = []
+    for res, scopes in by_resource.values():
+        scope_spans = []
+        for (name, version), encoded in scopes.items():
+            scope: dict[str, Any] = {"name": name}
+            if version:
+                scope["version"] = version
+            scope_spans.append({"scope": scope, "spans": encoded})
+        resource_spans.append({
+            "resource": {"attributes": encode_attributes(res.attributes if res else {})},
+            "scopeSpans": scope_spans,
+        })
+    return json.dumps({"resourceSpans": resource_spans}, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=True)

@@ -1,0 +1,406 @@
+"""Recording decisions: the hot path.
+
+``record_decision`` builds one ``model.decision`` event (id, model identity, encoded and redacted
+input/output, label, score, explanation, chain link) and adds it to the current recording span, or
+to a new ``predict <model>`` span child of the current context. ``audited`` and ``decision`` are the
+decorator and context-manager forms. By default a failure while recording is logged and counted and
+the inference result is returned; a decision that failed to encode is still recorded, with
+``decision.error`` saying what failed. With ``fail_closed=True`` the failure raises RecordingError.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
+
+from . import stats
+from .chain import HashChain
+from .conventions import DECISION_EVENT, SCOPE_NAME
+from .conventions import DecisionAttributes as D
+from .conventions import ModelAttributes as M
+from .conventions import SpanAttributes as S
+from .encoding import DEFAULT_MAX_CHARS, DEFAULT_MAX_DEPTH, encode, to_jsonable
+from .errors import DecisionLostError, RecordingError
+from .ids import new_decision_id, new_decision_ids, offset_id
+from .batching import BatchEncoder
+from .models import ModelIdentity, default_version, identify
+from .redaction import RedactionPolicy
+from .version import __version__
+
+__all__ = [
+    "RecorderSettings", "Recorder", "record_decision", "audited", "decision",
+    "get_recorder", "set_recorder", "DecisionHandle",
+]
+
+_log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    max_chars: int = DEFAULT_MAX_CHARS
+    max_depth: int = DEFAULT_MAX_DEPTH
+    fail_closed: bool = False
+    chain: bool = True
+    hash_artifacts: bool = True
+    redaction: RedactionPolicy = field(default_factory=RedactionPolicy)
+    model_version: str | None = field(default_factory=default_version)
+
+
+class Recorder:
+    # The SDK keeps 128 events per span by default; packed batch events stay well below that.
+    max_events_per_span = 64
+
+    def __init__(self, settings: RecorderSettings | None = None, tracer_provider: Any = None) -> None:
+        self.settings = settings or RecorderSettings()
+        self.tracer: Tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=tracer_provider)
+        self.chain = HashChain() if self.settings.chain else None
+
+    # -- building ----------------------------------------------------------------------------
+    def identity(self, model: Any, version: str | None) -> ModelIdentity:
+        ident = identify(model, self.settings.hash_artifacts)
+        v = version or ident.version or self.settings.model_version
+        if v != ident.version:
+            ident = ModelIdentity(ident.name, v, ident.framework, ident.artifact_hash)
+        return ident
+
+    def _encode_into(self, attrs: dict[str, Any], key: str, name: str, value: Any,
+                     truncated: list[str], redacted: list[str]) -> None:
+        s = self.settings
+        if s.redaction.active:
+            value = s.redaction.apply(to_jsonable(value, s.max_depth), name, redacted)
+        enc = encode(value, s.max_chars, s.max_depth)
+        attrs[key] = enc.text
+        if key == D.INPUT:
+            attrs[D.INPUT_HASH] = enc.full_hash
+        if enc.truncated:
+            truncated.append(name)
+
+    def build(self, decision_id: str, ident: ModelIdentity, inputs: Any, output: Any, *,
+              label: Any = None, score: Any = None, explanation: Any = None,
+              reason_codes: Sequence[str] | None = None,
+              attributes: Mapping[str, AttributeValue] | None = None) -> dict[str, Any]:
+        attrs: dict[str, Any] = ident.attributes()
+        attrs[D.ID] = decision_id
+        truncated: list[str] = []
+        redacted: list[str] = []
+        self._encode_into(attrs, D.INPUT, "input", inputs, truncated, redacted)
+        self._encode_into(attrs, D.OUTPUT, "output", output, truncated, redacted)
+        if explanation is not None:
+            self._encode_into(attrs, D.EXPLANATION, "explanation", explanation, truncated, redacted)
+        if label is not None:
+            attrs[D.LABEL] = label if isinstance(label, str) else str(to_jsonable(label))
+        if score is not None:
+            f = float(score)
+            if math.isfinite(f):  # OTLP JSON has no NaN; a non-finite score stays in the output
+                attrs[D.SCORE] = f
+        if reason_codes:
+            attrs[D.REASON_CODES] = [str(c) for c in reason_codes]
+        if truncated:
+            attrs[D.TRUNCATED] = truncated
+        if redacted:
+            attrs[D.REDACTED] = redacted
+        if attributes:
+            for k, v in attributes.items():
+                attrs.setdefault(k, v)
+        return attrs
+
+    def _failed(self, decision_id: str, model: Any, exc: BaseException) -> dict[str, Any]:
+        """A decision that failed to build is still recorded, minimal, saying what failed."""
+        stats.add("recording_errors")
+        if self.settings.fail_closed:
+            raise RecordingError(f"decision {decision_id} could not be recorded: {exc!r}") from exc
+        _log.warning("decisiontrail: recording decision %s partly failed: %r", decision_id, exc)
+        try:
+            name = model if isinstance(model, str) else type(model).__name__
+        except Exception:
+            name = "unknown"
+        return {M.NAME: str(name), D.ID: decision_id, D.INPUT: "", D.OUTPUT: "",
+                D.ERROR: f"{type(exc).__name__}: {exc}"[:1000]}
+
+    # -- emitting ----------------------------------------------------------------------------
+    def emit(self, span: Span, attrs: dict[str, Any], decisions: int = 1) -> None:
+        ts = time.time_ns()
+        if self.chain is not None:
+            self.chain.link(attrs, ts)
+        span.add_event(DECISION_EVENT, attrs, ts)
+        current = getattr(span, "attributes", None)
+        span.set_attribute(S.DECISION_COUNT, (current.get(S.DECISION_COUNT, 0) if current else 0) + decisions)
+        stats.add("recorded", decisions)
+
+    def record_batch(self, model: Any, rows: Any, outputs: Any, *, version: str | None = None,
+                     labels: Sequence[Any] | None = None, scores: Sequence[float] | None = None,
+                     span: Span | None = None) -> str:
+        """Record one decision per row of a batched predict; returns the first row's id.
+
+        Rows are packed into ``model.decision`` events of up to ``BatchEncoder.chunk_rows`` rows
+        (see conventions.BATCH_COUNT), and events are spread over continuation ``predict`` spans so
+        that no span holds more than ``max_events_per_span`` of them: no row is lost to the SDK's
+        per-span event limit.
+        """
+        ident = self.identity(model, version)
+        try:
+            chunks = BatchEncoder(self.settings).encode(rows, outputs, labels, scores)
+        except Exception as exc:
+            n = _safe_len(rows)
+            first = new_decision_ids(max(n, 1))
+            attrs = self._failed(first, model, exc)
+            attrs[D.BATCH_SIZE] = n
+            attrs[D.BATCH_INDEX] = 0
+            attrs[D.BATCH_COUNT] = max(n, 1)
+            self._emit_batch(ident, [attrs], span)
+            return first
+        n = sum(c[D.BATCH_COUNT] for c in chunks)
+        first = new_decision_ids(max(n, 1))
+        events = []
+        for c in chunks:
+            attrs = ident.attributes()
+            attrs[D.ID] = offset_id(first, c[D.BATCH_INDEX])
+            attrs[D.BATCH_SIZE] = n
+            attrs.update(c)
+            events.append(attrs)
+        self._emit_batch(ident, events, span)
+        return first
+
+    def _emit_batch(self, ident: ModelIdentity, events: list[dict[str, Any]], span: Span | None) -> None:
+        per_span = self.max_events_per_span
+        for start in range(0, len(events), per_span):
+            part = events[start:start + per_span]
+            own = None
+            target = span if start == 0 and span is not None else None
+            if target is None:
+                current = trace.get_current_span()
+                target = current if start == 0 and current.is_recording() else None
+            if target is None:
+                target = own = self.start_span(ident)
+            try:
+                if not target.is_recording():
+                    self.lost(part[0][D.ID], "its span is not recording (sampled out; configure AuditSampler)")
+                    continue
+                for attrs in part:
+                    self.emit(target, attrs, attrs.get(D.BATCH_COUNT, 1))
+            finally:
+                if own is not None:
+                    own.end()
+
+    def start_span(self, ident: ModelIdentity) -> Span:
+        # decision.audit and model.name let AuditSampler keep this span whatever the trace sampler says.
+        return self.tracer.start_span(
+            f"predict {ident.name}", attributes={S.DECISION_AUDIT: True, M.NAME: ident.name}
+        )
+
+    def lost(self, decision_id: str, why: str) -> None:
+        stats.add("unrecorded")
+        if self.settings.fail_closed:
+            raise DecisionLostError(f"decision {decision_id} not recorded: {why}")
+        _log.warning("decisiontrail: decision %s not recorded: %s (%d so far)", decision_id, why,
+                     stats.snapshot()["unrecorded"])
+
+    def record(self, model: Any, inputs: Any, output: Any, *, version: str | None = None,
+               span: Span | None = None, **fields: Any) -> str:
+        decision_id = new_decision_id()
+        try:
+            ident = self.identity(model, version)
+            attrs = self.build(decision_id, ident, inputs, output, **fields)
+        except (RecordingError, TypeError) as exc:
+            if isinstance(exc, TypeError) and not _is_bad_field(exc):
+                attrs = self._failed(decision_id, model, exc)
+                ident = ModelIdentity(attrs[M.NAME])
+            else:
+                raise
+        except Exception as exc:
+            attrs = self._failed(decision_id, model, exc)
+            ident = ModelIdentity(attrs[M.NAME])
+        own = None
+        if span is None:
+            current = trace.get_current_span()
+            if current.is_recording():
+                span = current
+            else:
+                span = own = self.start_span(ident)
+        try:
+            if not span.is_recording():
+                self.lost(decision_id, "its span is not recording (sampled out; configure AuditSampler)")
+                return decision_id
+            self.emit(span, attrs)
+        finally:
+            if own is not None:
+                own.end()
+        return decision_id
+
+
+def _safe_len(rows: Any) -> int:
+    try:
+        return len(rows)
+    except Exception:
+        return 1
+
+
+def _is_bad_field(exc: TypeError) -> bool:
+    return "unexpected keyword argument" in str(exc)
+
+
+_recorder: Recorder | None = None
+_recorder_lock = threading.Lock()
+
+
+def get_recorder() -> Recorder:
+    global _recorder
+    if _recorder is None:
+        with _recorder_lock:
+            if _recorder is None:
+                _recorder = Recorder(RecorderSettings(redaction=RedactionPolicy.create()))
+    return _recorder
+
+
+def set_recorder(recorder: Recorder | None) -> None:
+    global _recorder
+    _recorder = recorder
+
+
+def record_decision(model: Any, inputs: Any, output: Any, *, version: str | None = None,
+                    label: Any = None, score: float | None = None, explanation: Any = None,
+                    reason_codes: Sequence[str] | None = None,
+                    attributes: Mapping[str, AttributeValue] | None = None) -> str:
+    """Record one decision and return its id.
+
+    ``model`` is a name or a model object (its registered name, else its class name). The event goes
+    on the current span when it is recording, else on a new ``predict <model>`` span.
+    """
+    return get_recorder().record(
+        model, inputs, output, version=version, label=label, score=score,
+        explanation=explanation, reason_codes=reason_codes, attributes=attributes,
+    )
+
+
+class DecisionHandle:
+    """What ``with decision(...) as d`` gives: set ``output`` (and optionally the rest) in the block."""
+
+    def __init__(self, inputs: Any) -> None:
+        self.inputs = inputs
+        self.output: Any = _UNSET
+        self.label: Any = None
+        self.score: float | None = None
+        self.explanation: Any = None
+        self.reason_codes: Sequence[str] | None = None
+        self.attributes: dict[str, AttributeValue] = {}
+        self.decision_id: str | None = None
+        self.span: Span | None = None
+
+
+_UNSET: Any = object()
+
+
+@contextmanager
+def decision(model: Any, inputs: Any = None, *, version: str | None = None) -> Iterator[DecisionHandle]:
+    """Open a ``predict <model>`` span; on exit record the decision with the output set in the block.
+
+    If the block raises before setting ``output``, the exception is recorded on the span and no
+    decision is made; the exception propagates untouched.
+    """
+    rec = get_recorder()
+    ident = rec.identity(model, version)
+    handle = DecisionHandle(inputs)
+    span = rec.start_span(ident)
+    try:
+        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            yield handle
+    except BaseException as exc:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        if handle.output is not _UNSET:
+            handle.decision_id = _record_handle(rec, model, version, handle, span)
+        raise
+    else:
+        handle.decision_id = _record_handle(rec, model, version, handle, span)
+    finally:
+        span.end()
+
+
+def _record_handle(rec: Recorder, model: Any, version: str | None, h: DecisionHandle, span: Span) -> str:
+    output = None if h.output is _UNSET else h.output
+    return rec.record(model, h.inputs, output, version=version, span=span, label=h.label, score=h.score,
+                      explanation=h.explanation, reason_codes=h.reason_codes, attributes=h.attributes or None)
+
+
+def _call_inputs(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The decision's input: the single argument of predict(x), else the bound arguments by name."""
+    if len(args) == 1 and not kwargs:
+        return args[0]
+    if sig is not None:
+        try:
+            bound = sig.bind_partial(*args, **kwargs)
+            return dict(bound.arguments)
+        except TypeError:
+            pass
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def audited(fn: F | None = None, *, model_name: str | None = None, model_version: str | None = None,
+            label: Callable[[Any], Any] | None = None, score: Callable[[Any], float] | None = None,
+            explanation: Callable[[Any], Any] | None = None) -> Any:
+    """Decorate a predict-like function (sync or async): each call is one decision.
+
+    ``label``, ``score`` and ``explanation`` are optional functions of the return value. A method's
+    ``self`` is not part of the recorded input.
+    """
+
+    def decorate(func: F) -> F:
+        name = model_name or getattr(func, "__qualname__", getattr(func, "__name__", "model"))
+        try:
+            sig: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):
+            sig = None
+        is_method = bool(sig and next(iter(sig.parameters), None) == "self")
+
+        def outcome(result: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for key, extract in (("label", label), ("score", score), ("explanation", explanation)):
+                if extract is not None:
+                    try:
+                        out[key] = extract(result)
+                    except Exception as exc:  # a broken extractor must not break the prediction
+                        _log.warning("decisiontrail: %s extractor of %s failed: %r", key, name, exc)
+            return out
+
+        def split(args: tuple[Any, ...]) -> tuple[Any, ...]:
+            return args[1:] if is_method and args else args
+
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                rec = get_recorder()
+                span = rec.start_span(rec.identity(name, model_version))
+                with trace.use_span(span, end_on_exit=True):
+                    result = await func(*args, **kwargs)
+                    rec.record(name, _call_inputs(None, split(args), kwargs), result,
+                               version=model_version, span=span, **outcome(result))
+                    return result
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            rec = get_recorder()
+            span = rec.start_span(rec.identity(name, model_version))
+            with trace.use_span(span, end_on_exit=True):
+                result = func(*args, **kwargs)
+                rec.record(name, _call_inputs(None, split(args), kwargs), result,
+                           version=model_version, span=span, **outcome(result))
+                return result
+        return wrapper  # type: ignore[return-value]
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate

@@ -1,0 +1,47 @@
+"""AuditSampler: decisions are never sampled out.
+
+It wraps the application's sampler. Spans that decisiontrail opens for decisions carry the
+attribute ``decision.audit=true`` at start, and for those the sampler always answers
+RECORD_AND_SAMPLE; every other span gets the wrapped sampler's answer. When the wrapped sampler drops
+a request trace, its ``predict <model>`` spans are still exported: they keep the request's trace id
+and parent span id, so the backend shows them as a trace whose root is missing (Jaeger marks the
+parent as "invalid parent span"), and the decision is in the audit store all the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
+
+from .conventions import SpanAttributes as S
+
+__all__ = ["AuditSampler"]
+
+
+class AuditSampler(Sampler):
+    def __init__(self, delegate: Sampler) -> None:
+        self.delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if attributes and attributes.get(S.DECISION_AUDIT):
+            parent = get_current_span(parent_context).get_span_context()
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes,
+                                  parent.trace_state if parent.is_valid else trace_state)
+        return self.delegate.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"AuditSampler{{{self.delegate.get_description()}}}"

@@ -1,0 +1,46 @@
+"""Process-wide counters of what happened to decisions; nothing is lost without a count here.
+
+They are also reported as OpenTelemetry metrics (``decisiontrail.*`` counters) on whatever
+MeterProvider the application set; :func:`snapshot` reads them in-process (tests, health checks).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from opentelemetry import metrics
+
+__all__ = ["add", "snapshot", "reset", "COUNTERS"]
+
+COUNTERS = {
+    "recorded": "Decision events added to a recording span.",
+    "recording_errors": "Decisions that failed to build and were recorded with decision.error.",
+    "unrecorded": "Decisions whose span was not recording (sampled out without AuditSampler).",
+    "exported": "Decisions whose span the exporter acknowledged.",
+    "spooled": "Decisions written to the local spool (queue full or export failed).",
+    "lost": "Decisions dropped by an explicitly lossy policy or an unrecoverable failure.",
+    "spans_dropped": "Spans without decisions dropped because the queue was full.",
+}
+
+_lock = threading.Lock()
+_values = dict.fromkeys(COUNTERS, 0)
+_meter = metrics.get_meter("decisiontrail")
+_instruments = {k: _meter.create_counter(f"decisiontrail.{k}", description=d) for k, d in COUNTERS.items()}
+
+
+def add(name: str, n: int = 1) -> None:
+    with _lock:
+        _values[name] += n
+    _instruments[name].add(n)
+
+
+def snapshot() -> dict[str, int]:
+    with _lock:
+        return dict(_values)
+
+
+def reset() -> None:
+    """Zero the in-process counters (tests); the OTel counters are monotonic and stay."""
+    with _lock:
+        for k in _values:
+            _values[k] = 0

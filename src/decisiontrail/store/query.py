@@ -1,0 +1,101 @@
+"""Filtering decisions: the logic behind ``decisiontrail query``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .reader import DecisionRecord
+
+__all__ = ["Query", "parse_time", "field_value"]
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(text: str, now: _dt.datetime | None = None) -> int:
+    """Unix nanoseconds of an ISO 8601 time (``2026-11-22T10:00:00Z``, naive = UTC) or of a time
+    relative to now (``15m``, ``2h``, ``7d`` ago)."""
+    m = _RELATIVE.match(text.strip())
+    if m:
+        now = now or _dt.datetime.now(_dt.timezone.utc)
+        return int((now.timestamp() - float(m.group(1)) * _UNITS[m.group(2)]) * 1e9)
+    t = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone.utc)
+    return int(t.timestamp() * 1e9)
+
+
+def field_value(d: DecisionRecord, key: str) -> Any:
+    """A field of a decision by name: a flat key of ``to_dict()`` (``label``, ``model_name``), an
+    attribute (``decision.label``), or a path into the input or output (``input.income``)."""
+    if key in d.attributes:
+        return d.attributes[key]
+    head, _, rest = key.partition(".")
+    if head in ("input", "output") and rest:
+        value: Any = d.input if head == "input" else d.output
+        for part in rest.split("."):
+            if isinstance(value, dict):
+                value = value.get(part)
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                return None
+        return value
+    flat = d.to_dict()
+    return flat.get(key)
+
+
+def _same(value: Any, wanted: str) -> bool:
+    if value is None:
+        return wanted in ("", "null", "None")
+    if isinstance(value, bool):
+        return wanted.lower() == str(value).lower()
+    if isinstance(value, (int, float)):
+        try:
+            return float(wanted) == float(value)
+        except ValueError:
+            return False
+    return str(value) == wanted
+
+
+@dataclass
+class Query:
+    model: str | None = None
+    version: str | None = None
+    label: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    trace_id: str | None = None
+    decision_id: str | None = None
+    where: Sequence[tuple[str, str]] = field(default_factory=list)
+    limit: int | None = None
+
+    def matches(self, d: DecisionRecord) -> bool:
+        if self.model is not None and d.model_name != self.model:
+            return False
+        if self.version is not None and d.model_version != self.version:
+            return False
+        if self.label is not None and not _same(d.label, self.label):
+            return False
+        if self.since_ns is not None and d.time_unix_nano < self.since_ns:
+            return False
+        if self.until_ns is not None and d.time_unix_nano > self.until_ns:
+            return False
+        if self.trace_id is not None and d.trace_id != self.trace_id.lower():
+            return False
+        if self.decision_id is not None and d.decision_id != self.decision_id:
+            return False
+        return all(_same(field_value(d, k), v) for k, v in self.where)
+
+    def run(self, decisions: Iterable[DecisionRecord]) -> Iterator[DecisionRecord]:
+        n = 0
+        for d in decisions:
+            if self.matches(d):
+                yield d
+                n += 1
+                if self.limit is not None and n >= self.limit:
+                    return
