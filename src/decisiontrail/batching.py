@@ -106,10 +106,10 @@ class BatchEncoder:
                 if size == 1 or len(text_in) + len(text_out) <= self.max_chars:
                     break
                 size = max(1, size // 2)
-            c: dict[str, Any] = {D.BATCH_INDEX: start, D.BATCH_COUNT: end - start,
-                                 D.INPUT_HASH: sha256_hex(text_in)}
+            c: dict[str, Any] = {D.BATCH_INDEX: start, D.BATCH_COUNT: end - start}
             truncated = []
-            if len(text_in) > self.max_chars:
+            if len(text_in) > self.max_chars:  # otherwise the export thread hashes the stored text
+                c[D.INPUT_HASH] = sha256_hex(text_in)
                 text_in, truncated = text_in[: self.max_chars], ["input"]
             if len(text_out) > self.max_chars:
                 text_out, truncated = text_out[: self.max_chars], truncated + ["output"]

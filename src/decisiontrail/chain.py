@@ -19,11 +19,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from opentelemetry.sdk.trace import Event, ReadableSpan
+
+from .conventions import DECISION_EVENT
 from .conventions import DecisionAttributes as D
 from .encoding import sha256_hex
 from .ids import new_decision_id
 
-__all__ = ["HashChain", "chain_hash", "verify", "ChainProblem"]
+__all__ = ["HashChain", "ChainStage", "chain_hash", "verify", "ChainProblem"]
 
 _EXCLUDED = (D.CHAIN_HASH, D.INPUT)
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
@@ -54,6 +57,44 @@ class HashChain:
             h = chain_hash(attributes, time_unix_nano)
             attributes[D.CHAIN_HASH] = h
             self._prev = h
+
+
+class ChainStage:
+    """Links decisions into the chain on the export thread, once per span, before the first export
+    attempt (DecisionSpanProcessor's ``prepare``), so retries and the spool carry the same links and
+    the recording thread pays nothing for them. It also fills ``decision.input.hash`` where the
+    recorder left it to be computed from the stored (uncut) input."""
+
+    def __init__(self, chain: HashChain | None) -> None:
+        self.chain = chain
+
+    def _needs_work(self, span: ReadableSpan) -> bool:
+        return any(e.name == DECISION_EVENT and e.attributes is not None and D.CHAIN_HASH not in e.attributes
+                   for e in span.events)
+
+    def __call__(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
+        out = []
+        for s in spans:
+            if not s.events or not self._needs_work(s):
+                out.append(s)
+                continue
+            events = []
+            for e in s.events:
+                if e.name == DECISION_EVENT and e.attributes is not None and D.CHAIN_HASH not in e.attributes:
+                    attrs = dict(e.attributes)
+                    if D.INPUT in attrs and D.INPUT_HASH not in attrs:
+                        attrs[D.INPUT_HASH] = sha256_hex(attrs[D.INPUT])
+                    if self.chain is not None:
+                        self.chain.link(attrs, e.timestamp)
+                    e = Event(e.name, attrs, e.timestamp)
+                events.append(e)
+            out.append(ReadableSpan(
+                name=s.name, context=s.context, parent=s.parent, resource=s.resource,
+                attributes=s.attributes, events=tuple(events), links=s.links, kind=s.kind,
+                status=s.status, start_time=s.start_time, end_time=s.end_time,
+                instrumentation_scope=s.instrumentation_scope,
+            ))
+        return out
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, ALWAYS_ON, Sampler
 
+from .chain import ChainStage, HashChain
 from .encoding import DEFAULT_MAX_CHARS
 from .errors import ConfigurationError
 from .exporters.file import FileSpanExporter
@@ -160,7 +161,8 @@ def configure(
     else:
         destination = type(exporter).__name__
 
-    processor = DecisionSpanProcessor(exporter, **(processor_options or {}))
+    processor = DecisionSpanProcessor(exporter, prepare=ChainStage(HashChain() if chain else None),
+                                      **(processor_options or {}))
     if tracer_provider is None:
         resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
         tracer_provider = TracerProvider(resource=resource, sampler=AuditSampler(sampler or _env_sampler()))
@@ -179,7 +181,6 @@ def configure(
     settings = RecorderSettings(
         max_chars=max_chars or _env_int("DECISIONTRAIL_MAX_CHARS", DEFAULT_MAX_CHARS),
         fail_closed=fail_closed if fail_closed is not None else _env_bool("DECISIONTRAIL_FAIL_CLOSED", False),
-        chain=chain,
         redaction=RedactionPolicy.create(redact_keys, hash_keys, hash_secret),
         model_version=model_version or default_version(),
     )

@@ -48,6 +48,7 @@ class DecisionSpanProcessor(SpanProcessor):
         block_timeout_millis: float = 10_000,
         max_export_attempts: int = 6,
         on_undeliverable: Callable[[Sequence[ReadableSpan], str], bool] | None = None,
+        prepare: Callable[[list[ReadableSpan]], list[ReadableSpan]] | None = None,
     ) -> None:
         self.exporter = exporter
         self.max_queue_size = max_queue_size
@@ -56,6 +57,7 @@ class DecisionSpanProcessor(SpanProcessor):
         self.block_timeout = block_timeout_millis / 1000
         self.max_export_attempts = max_export_attempts
         self.on_undeliverable = on_undeliverable
+        self.prepare = prepare  # applied once per batch on the export thread (chain.ChainStage)
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
@@ -118,6 +120,11 @@ class DecisionSpanProcessor(SpanProcessor):
                 batch = [self._queue.popleft() for _ in range(n)]
                 self._in_flight = n
                 self._not_full.notify_all()
+            if self.prepare is not None:
+                try:
+                    batch = self.prepare(batch)
+                except Exception as exc:  # export unlinked rather than lose the batch
+                    _log.error("decisiontrail: preparing a batch for export failed: %r", exc)
             try:
                 self._export(batch)
             finally:

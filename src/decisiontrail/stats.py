@@ -34,6 +34,13 @@ def add(name: str, n: int = 1) -> None:
     _instruments[name].add(n)
 
 
+def add_local(name: str, n: int = 1) -> None:
+    """Count in-process only: for the per-decision hot path (``recorded``), where an OTel counter
+    update would cost more than the rest of the bookkeeping."""
+    with _lock:
+        _values[name] += n
+
+
 def snapshot() -> dict[str, int]:
     with _lock:
         return dict(_values)

@@ -1,0 +1,121 @@
+"""Per-decision cost of recording, in one process and one run, interleaved.
+
+    python benchmarks/bench_recorder.py [--n 20000] [--rounds 7]
+
+(a) raw OpenTelemetry: start a span, add_event with equivalent (pre-encoded) attributes, end it;
+(b) ``@audited`` on a trivial predict (opens its own span, encodes, hashes, chains);
+(c) ``record_decision`` onto an existing recording span (the request's);
+(d) one JSON line through ``logging`` to a file: what a list-of-dicts logger does.
+
+All OTel variants share one TracerProvider and the DecisionSpanProcessor with an exporter that
+discards, so the figures are the producer's cost. Each round runs every variant for n decisions in
+turn; the report gives each variant's median over rounds and its ratio to (a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+import decisiontrail
+from decisiontrail.encoding import canonical_json, sha256_hex
+
+INPUT = {"income": 52000.0, "debt_ratio": 0.31, "credit_history_years": 7, "loan_amount": 15000.0,
+         "late_payments": 1}
+OUTPUT = {"decision": "approve", "approval_probability": 0.81}
+
+
+class DiscardExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+
+    cfg = decisiontrail.configure(exporter=DiscardExporter(), set_global=False)
+    tracer = cfg.tracer_provider.get_tracer("bench")
+    raw_attrs = {
+        "model.name": "loan", "model.version": "1", "decision.id": "01a205c7-c981-7000-8000-7302bf9a90cb",
+        "decision.input": canonical_json(INPUT), "decision.input.hash": sha256_hex(canonical_json(INPUT)),
+        "decision.output": canonical_json(OUTPUT), "decision.label": "approve", "decision.score": 0.81,
+    }
+
+    def raw() -> None:
+        with tracer.start_as_current_span("predict loan") as span:
+            span.add_event("model.decision", raw_attrs)
+
+    @decisiontrail.audited(model_name="loan", model_version="1", label=lambda r: r["decision"],
+                           score=lambda r: r["approval_probability"])
+    def predict(x: dict) -> dict:
+        return OUTPUT
+
+    def audited() -> None:
+        predict(INPUT)
+
+    request_span = tracer.start_span("POST /loans")
+
+    def onto_span() -> None:
+        decisiontrail.record_decision("loan", INPUT, OUTPUT, version="1", label="approve", score=0.81)
+
+    logdir = tempfile.mkdtemp()
+    logger = logging.getLogger("bench.decisions")
+    logger.propagate = False
+    handler = logging.FileHandler(os.path.join(logdir, "decisions.log"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    def log_line() -> None:
+        logger.info(json.dumps({"model": "loan", "version": "1", "input": INPUT, "output": OUTPUT,
+                                "timestamp": time.time()}))
+
+    def timed(fn: Callable[[], None], n: int, around: Callable[[], object] | None = None) -> float:
+        if around is not None:
+            from opentelemetry import trace
+
+            with trace.use_span(request_span, end_on_exit=False):
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                dt = time.perf_counter() - t0
+        else:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            dt = time.perf_counter() - t0
+        cfg.force_flush()
+        return dt / n * 1e6
+
+    variants = {"(a) raw span + add_event": (raw, None), "(b) @audited": (audited, None),
+                "(c) record_decision onto span": (onto_span, True), "(d) logging JSON line": (log_line, None)}
+    results: dict[str, list[float]] = {k: [] for k in variants}
+    for name, (fn, around) in variants.items():  # warm-up
+        timed(fn, 1000, around)
+    for _ in range(args.rounds):
+        for name, (fn, around) in variants.items():
+            results[name].append(timed(fn, args.n, around))
+    base = statistics.median(results["(a) raw span + add_event"])
+    print(f"python {sys.version.split()[0]}, n={args.n} x {args.rounds} rounds, medians")
+    print(f"{'variant':34} {'µs/decision':>12} {'ratio to (a)':>13}")
+    for name, values in results.items():
+        m = statistics.median(values)
+        print(f"{name:34} {m:12.2f} {m / base:13.2f}")
+    request_span.end()
+    cfg.shutdown()
+
+
+if __name__ == "__main__":
+    main()
