@@ -83,7 +83,7 @@ class ChainStage:
                 if e.name == DECISION_EVENT and e.attributes is not None and D.CHAIN_HASH not in e.attributes:
                     attrs = dict(e.attributes)
                     if D.INPUT in attrs and D.INPUT_HASH not in attrs:
-                        attrs[D.INPUT_HASH] = sha256_hex(attrs[D.INPUT])
+                        attrs[D.INPUT_HASH] = sha256_hex(str(attrs[D.INPUT]))
                     if self.chain is not None:
                         self.chain.link(attrs, e.timestamp)
                     e = Event(e.name, attrs, e.timestamp)

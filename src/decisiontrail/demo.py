@@ -72,7 +72,7 @@ def run_demo(out: str | Path = "decisiontrail-data", n: int = 200, seed: int = 1
 
     @audited(model_name=MODEL_NAME, model_version=MODEL_VERSION,
              label=lambda r: r["decision"], score=lambda r: r["approval_probability"],
-             explanation=lambda r: {"contributions": r["contributions"], "reason_codes": r["reason_codes"]})
+             explanation=lambda r: {"contributions": r["contributions"]}, reason_codes=lambda r: r["reason_codes"])
     def decide(application: dict[str, Any]) -> dict[str, Any]:
         row = np.array([[application[f] for f in FEATURES]], dtype=float)
         p = float(model.predict_proba(row)[0, 1])

@@ -87,10 +87,14 @@ def canonical_json(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> str:
     """Canonical JSON text of any value, never raising."""
     try:
         # Fast path: the C encoder with a hook for the non-JSON types. It raises on NaN, cycles,
-        # unsortable or non-scalar keys and deep nesting; those take the careful path below.
-        return _dumps_fast(value)
-    except (ValueError, TypeError, RecursionError, OverflowError):
-        return _dumps_plain(to_jsonable(value, max_depth))
+        # unsortable or non-scalar keys, deep nesting and containers that fail while iterated;
+        # those take the careful path below.
+        return str(_dumps_fast(value))
+    except Exception:
+        try:
+            return str(_dumps_plain(to_jsonable(value, max_depth)))
+        except Exception:  # pragma: no cover - to_jsonable returns plain JSON types
+            return str(_dumps_plain(_fallback_repr(value)))
 
 
 def encode(value: Any, max_chars: int = DEFAULT_MAX_CHARS, max_depth: int = DEFAULT_MAX_DEPTH) -> Encoded:
@@ -145,6 +149,9 @@ def _convert_leaf(o: Any) -> Any:  # noqa: C901 - one flat table of types
             return o
     if isinstance(o, float):
         return _float(o)
+    module = type(o).__module__
+    if module.startswith("pandas"):  # before datetime: pd.NaT and pd.Timestamp are datetimes
+        return _convert_pandas(o)
     if isinstance(o, (_dt.datetime, _dt.date, _dt.time)):
         return o.isoformat()
     if isinstance(o, _dt.timedelta):
@@ -155,11 +162,8 @@ def _convert_leaf(o: Any) -> Any:  # noqa: C901 - one flat table of types
         return str(o)
     if isinstance(o, (bytes, bytearray, memoryview)):
         return _bytes(bytes(o))
-    module = type(o).__module__
     if module.startswith("numpy"):
         return _convert_numpy(o)
-    if module.startswith("pandas"):
-        return _convert_pandas(o)
     return _NOT_LEAF
 
 
@@ -223,7 +227,7 @@ def _key(k: Any, depth: int, max_depth: int) -> str:
     if k is None or isinstance(k, (bool, int, float)):
         # What json.dumps itself does with scalar keys, so both paths agree.
         return json.dumps(_float(k) if isinstance(k, float) else k)
-    return _dumps_plain(to_jsonable(k, max_depth - depth))
+    return str(_dumps_plain(to_jsonable(k, max_depth - depth)))
 
 
 def to_jsonable(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:

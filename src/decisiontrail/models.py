@@ -27,8 +27,8 @@ class ModelIdentity:
     framework: str | None = None
     artifact_hash: str | None = None
 
-    def attributes(self) -> dict[str, str]:
-        out = {M.NAME: self.name}
+    def attributes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {M.NAME: self.name}
         if self.version:
             out[M.VERSION] = self.version
         if self.framework:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from opentelemetry import context, trace
 from opentelemetry.sdk.trace import Event
@@ -155,10 +155,12 @@ class Recorder:
         stats.add_local("recorded", decisions)
 
     def has_room(self, span: Span) -> bool:
-        """False when one more event would push an older one out of the span (the SDK keeps 128)."""
+        """False when one more event would push an older one out of the span (the SDK keeps 128
+        by default and drops the oldest silently)."""
         events = getattr(span, "_events", None)
-        maxlen = getattr(events, "maxlen", None)
-        return maxlen is None or len(events) < maxlen  # type: ignore[arg-type]
+        dq = getattr(events, "_dq", None)
+        maxlen = getattr(dq, "maxlen", None)
+        return maxlen is None or len(dq) < maxlen  # type: ignore[arg-type]
 
     def record_batch(self, model: Any, rows: Any, outputs: Any, *, version: str | None = None,
                      labels: Sequence[Any] | None = None, scores: Sequence[float] | None = None,
@@ -368,12 +370,28 @@ def _call_inputs(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: d
     return {"args": list(args), "kwargs": kwargs}
 
 
+@overload
+def audited(fn: F, *, model_name: str | None = None, model_version: str | None = None,
+            label: Callable[[Any], Any] | None = None, score: Callable[[Any], float] | None = None,
+            explanation: Callable[[Any], Any] | None = None,
+            reason_codes: Callable[[Any], Sequence[str]] | None = None) -> F: ...
+
+
+@overload
+def audited(fn: None = None, *, model_name: str | None = None, model_version: str | None = None,
+            label: Callable[[Any], Any] | None = None, score: Callable[[Any], float] | None = None,
+            explanation: Callable[[Any], Any] | None = None,
+            reason_codes: Callable[[Any], Sequence[str]] | None = None) -> Callable[[F], F]: ...
+
+
 def audited(fn: F | None = None, *, model_name: str | None = None, model_version: str | None = None,
             label: Callable[[Any], Any] | None = None, score: Callable[[Any], float] | None = None,
-            explanation: Callable[[Any], Any] | None = None) -> Any:
+            explanation: Callable[[Any], Any] | None = None,
+            reason_codes: Callable[[Any], Sequence[str]] | None = None) -> Any:
     """Decorate a predict-like function (sync or async): each call is one decision.
 
-    ``label``, ``score`` and ``explanation`` are optional functions of the return value. A method's
+    ``label``, ``score``, ``explanation`` and ``reason_codes`` are optional functions of the
+    return value. A method's
     ``self`` is not part of the recorded input.
     """
 
@@ -387,7 +405,8 @@ def audited(fn: F | None = None, *, model_name: str | None = None, model_version
 
         def outcome(result: Any) -> dict[str, Any]:
             out: dict[str, Any] = {}
-            for key, extract in (("label", label), ("score", score), ("explanation", explanation)):
+            for key, extract in (("label", label), ("score", score), ("explanation", explanation),
+                                 ("reason_codes", reason_codes)):
                 if extract is not None:
                     try:
                         out[key] = extract(result)
@@ -398,7 +417,7 @@ def audited(fn: F | None = None, *, model_name: str | None = None, model_version
         def split(args: tuple[Any, ...]) -> tuple[Any, ...]:
             return args[1:] if is_method and args else args
 
-        def begin() -> tuple[Recorder, Span, object]:
+        def begin() -> tuple[Recorder, Span, Any]:
             rec = get_recorder()
             span = rec.start_span(rec.identity(name, model_version))
             # attach/detach by hand: trace.use_span is a generator context manager costing ~3 µs

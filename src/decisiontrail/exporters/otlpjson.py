@@ -67,7 +67,9 @@ def _hex(n: int, width: int) -> str:
 
 
 def _span(s: ReadableSpan) -> dict[str, Any]:
-    ctx = s.get_span_context()
+    ctx = s.context
+    if ctx is None:  # pragma: no cover - the SDK always sets it
+        raise ValueError(f"span {s.name!r} has no context")
     out: dict[str, Any] = {
         "traceId": _hex(ctx.trace_id, 32),
         "spanId": _hex(ctx.span_id, 16),
@@ -116,10 +118,10 @@ def spans_to_otlp_json(spans: Sequence[ReadableSpan]) -> str:
     for res, scopes in by_resource.values():
         scope_spans = []
         for (name, version), encoded in scopes.items():
-            scope: dict[str, Any] = {"name": name}
+            sc: dict[str, Any] = {"name": name}
             if version:
-                scope["version"] = version
-            scope_spans.append({"scope": scope, "spans": encoded})
+                sc["version"] = version
+            scope_spans.append({"scope": sc, "spans": encoded})
         resource_spans.append({
             "resource": {"attributes": encode_attributes(res.attributes if res else {})},
             "scopeSpans": scope_spans,

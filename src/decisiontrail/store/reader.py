@@ -223,7 +223,7 @@ def iter_messages(path: Path, stats: ReadStats | None = None) -> Iterator[dict[s
             chunks: Iterator[bytes] = _length_prefixed(f, stats)
         elif head[:4] == _ZSTD_MAGIC:
             reader = _zstd().ZstdDecompressor().stream_reader(f, read_across_frames=True)
-            chunks = iter(io.BufferedReader(reader))  # type: ignore[arg-type]
+            chunks = iter(io.BufferedReader(reader))
         else:
             chunks = iter(f)
         for chunk in chunks:

@@ -1,0 +1,89 @@
+"""The decisiontrail command, driven for real on a store the demo writes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run([sys.executable, "-m", "decisiontrail.cli", *args], capture_output=True, text=True, timeout=120)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}: {p.stderr}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "data"
+    p = run("demo", "--out", str(out), "--n", "40")
+    assert f"Recorded 40 decisions from 40 requests into {out.resolve()}" in p.stdout
+    assert f"decisiontrail query --data {out}" in p.stdout
+    return out
+
+
+def jsonl(*args: str) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in run("query", *args, "--format", "jsonl").stdout.splitlines()]
+
+
+def test_query_returns_every_decision_with_the_documented_keys(demo: Path) -> None:
+    rows = jsonl("--data", str(demo))
+    assert len(rows) == 40
+    for key in ("decision_id", "model_name", "model_version", "trace_id", "span_id", "timestamp", "input", "output"):
+        assert all(key in r for r in rows), key
+    assert rows[0]["model_name"] == "loan-approval" and rows[0]["timestamp"].endswith("Z")
+    assert rows[0]["input"]["national_id"] == "[REDACTED]"
+
+
+def test_filters(demo: Path) -> None:
+    rows = jsonl("--data", str(demo))
+    denied = jsonl("--data", str(demo), "--label", "deny")
+    assert denied and all(r["label"] == "deny" for r in denied)
+    assert len(denied) == sum(r["label"] == "deny" for r in rows)
+    one = rows[5]
+    assert [r["decision_id"] for r in jsonl("--data", str(demo), "--trace-id", one["trace_id"])] == [one["decision_id"]]
+    by_input = jsonl("--data", str(demo), "--where", f"input.income={one['input']['income']}")
+    assert one["decision_id"] in [r["decision_id"] for r in by_input]
+    assert jsonl("--data", str(demo), "--model", "loan-approval", "--version", "1.0.0", "--since", "1h") == rows
+    assert run("query", "--data", str(demo), "--until", "2000-01-01T00:00:00Z", check=False).returncode == 1
+    assert len(jsonl("--data", str(demo), "--limit", "3")) == 3
+
+
+def test_table_and_csv(demo: Path) -> None:
+    table = run("query", "--data", str(demo), "--limit", "2").stdout.splitlines()
+    assert table[0].split() == ["timestamp", "decision_id", "model_name", "model_version", "label", "score", "trace_id"]
+    assert len(table) == 3
+    rows = list(csv.DictReader(io.StringIO(run("query", "--data", str(demo), "--format", "csv").stdout)))
+    assert len(rows) == 40 and json.loads(rows[0]["input"])["national_id"] == "[REDACTED]"
+
+
+def test_show_a_decision_with_its_trace(demo: Path) -> None:
+    one = jsonl("--data", str(demo))[0]
+    out = run("show", one["decision_id"], "--data", str(demo)).stdout
+    assert f'"decision_id": "{one["decision_id"]}"' in out
+    assert f"trace {one['trace_id']}: 2 spans" in out
+    assert "- POST /loans" in out and "  - predict loan-approval" in out and "[1 decision]" in out
+
+
+def test_show_a_trace_id(demo: Path) -> None:
+    one = jsonl("--data", str(demo))[3]
+    out = run("show", one["trace_id"], "--data", str(demo)).stdout
+    assert one["decision_id"] in out
+
+
+def test_exit_codes(demo: Path) -> None:
+    assert run("show", "no-such-id", "--data", str(demo), check=False).returncode == 1
+    assert run("show", "x", check=False).returncode == 2
+    assert run("query", "--data", str(demo / "missing"), check=False).returncode == 1
+    assert run("query", check=False).returncode == 2
+
+
+def test_verify(demo: Path) -> None:
+    out = run("verify", "--data", str(demo)).stdout
+    assert "40 decisions in 40 chained events checked, 0 problems" in out
