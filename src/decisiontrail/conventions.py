@@ -53,6 +53,9 @@ class DecisionAttributes:
     """String array naming the fields cut to the size cap (``input``, ``output``, ``explanation``)."""
     REDACTED = "decision.redacted"
     """String array of the field paths that were redacted or hashed before export."""
+    COLLECTOR_REDACTED = "decision.collector.redacted"
+    """String array, added by the collector's ``transform/redact``: the attributes it had to mask (a
+    leak past the application's redaction; such a decision no longer verifies, by design)."""
     ERROR = "decision.error"
     """Set when recording partly failed: what failed. The decision is still recorded."""
     BATCH_SIZE = "decision.batch.size"

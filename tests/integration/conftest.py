@@ -1,0 +1,185 @@
+"""Fixtures for integration tests: the real collector and Jaeger binaries as subprocesses.
+
+``binaries`` (session) builds them once with scripts/build-binaries.sh and fails the run if that
+fails. ``jaeger`` and ``collector`` start one process each on free 127.0.0.1 ports with their own
+directories under ``tmp_path``, wait until the health endpoint answers 200 and stop them at teardown.
+``jaeger_factory`` / ``collector_factory`` start more, or ones with other settings (extra env, no
+Jaeger, overlays). Every collector is a :class:`CollectorProcess`; fault tests use ``kill()`` (SIGKILL)
+and ``start()`` again: ports and directories stay the same. When a test fails, the tail of each
+process's log is added to its report.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from integration_support import (
+    BIN_DIR,
+    BUILD_SCRIPT,
+    COLLECTOR_CONFIG,
+    JAEGER_CONFIG,
+    LOG_TAIL,
+    REPO,
+    Binaries,
+    CollectorProcess,
+    JaegerProcess,
+    ManagedProcess,
+    free_port,
+    wait_until,
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def binaries() -> Binaries:
+    """Builds (or finds up to date) both binaries; a failed build fails the tests, it never skips them."""
+    result = subprocess.run(["bash", str(BUILD_SCRIPT)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"scripts/build-binaries.sh failed with status {result.returncode}:\n{result.stdout}",
+                    pytrace=False)
+    bins = Binaries(collector=BIN_DIR / "otelcol-decisiontrail", jaeger=BIN_DIR / "jaeger")
+    for b in (bins.collector, bins.jaeger):
+        if not os.access(b, os.X_OK):
+            pytest.fail(f"scripts/build-binaries.sh succeeded but {b} is missing:\n{result.stdout}", pytrace=False)
+    return bins
+
+
+def _base_env() -> dict[str, str]:
+    """The test's environment without anything that would redirect the binaries."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("OTEL_", "DT_", "JAEGER_", "DECISIONTRAIL_"))}
+
+
+_PROCS = pytest.StashKey[list[ManagedProcess]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report shows the tail of every process log it started."""
+    report = yield
+    if report.failed and report.when in ("setup", "call"):
+        for p in item.stash.get(_PROCS, []):
+            report.sections.append((f"{p.name} log (tail)", p.output(LOG_TAIL)))
+    return report
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    """:func:`wait_until` for tests: ``wait_for(predicate, timeout=30, message="...")``."""
+    return wait_until
+
+
+@pytest.fixture
+def jaeger_factory(binaries: Binaries, tmp_path: Path, request: pytest.FixtureRequest
+                   ) -> Iterator[Callable[..., JaegerProcess]]:
+    """``jaeger_factory(env=None, start=True)`` -> a :class:`JaegerProcess` on fresh ports."""
+    started: list[JaegerProcess] = []
+
+    def make(env: Mapping[str, str] | None = None, start: bool = True) -> JaegerProcess:
+        n = len(started) + 1
+        grpc, http, query, query_grpc, health = (free_port() for _ in range(5))
+        workdir = tmp_path / f"jaeger-{n}"
+        proc_env = _base_env() | {
+            "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc}",
+            "JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http}",
+            "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{query}",
+            "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{query_grpc}",
+            "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{health}",
+            "JAEGER_METRICS_LEVEL": "none",
+        } | dict(env or {})
+        j = JaegerProcess(
+            name=f"jaeger-{n}",
+            argv=[str(binaries.jaeger), f"--config=file:{JAEGER_CONFIG}"],
+            env=proc_env, workdir=workdir, log_path=tmp_path / f"jaeger-{n}.log",
+            health_url=f"http://127.0.0.1:{health}/status",
+            otlp_grpc_address=f"127.0.0.1:{grpc}", otlp_grpc_endpoint=f"http://127.0.0.1:{grpc}",
+            otlp_http_endpoint=f"http://127.0.0.1:{http}", query_url=f"http://127.0.0.1:{query}",
+        )
+        started.append(j)
+        request.node.stash.setdefault(_PROCS, []).append(j)
+        if start:
+            j.start()
+        return j
+
+    yield make
+    for j in started:
+        j.stop()
+
+
+@pytest.fixture
+def jaeger(jaeger_factory: Callable[..., JaegerProcess]) -> JaegerProcess:
+    """A running Jaeger (in-memory storage) of this test alone."""
+    return jaeger_factory()
+
+
+@pytest.fixture
+def collector_factory(binaries: Binaries, tmp_path: Path, request: pytest.FixtureRequest,
+                      jaeger_factory: Callable[..., JaegerProcess]) -> Iterator[Callable[..., CollectorProcess]]:
+    """``collector_factory(jaeger=None, env=None, overlays=(), start=True)`` -> a :class:`CollectorProcess`.
+
+    ``jaeger``: a :class:`JaegerProcess` to send to, or None for an address where nothing listens
+    (Jaeger down: batches wait in the persistent queue). ``env`` overrides any variable (e.g.
+    ``DT_AUDIT_COMPRESSION``); ``overlays`` are extra config files merged after otelcol.yaml.
+    Collectors stop before any Jaeger of the test (this fixture depends on ``jaeger_factory``), so
+    their shutdown can still flush to Jaeger.
+    """
+    started: list[CollectorProcess] = []
+
+    def make(jaeger: JaegerProcess | None = None, env: Mapping[str, str] | None = None,
+             overlays: Sequence[str | Path] = (), start: bool = True) -> CollectorProcess:
+        n = len(started) + 1
+        grpc, http, health, metrics = (free_port() for _ in range(4))
+        jaeger_address = jaeger.otlp_grpc_address if jaeger is not None else f"127.0.0.1:{free_port()}"
+        workdir = tmp_path / f"collector-{n}"
+        audit_dir, queue_dir = workdir / "audit", workdir / "queue"
+        proc_env = _base_env() | {
+            "DT_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc}",
+            "DT_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http}",
+            "DT_HEALTH_ENDPOINT": f"127.0.0.1:{health}",
+            "DT_METRICS_HOST": "127.0.0.1",
+            "DT_METRICS_PORT": str(metrics),
+            "DT_AUDIT_DIR": str(audit_dir),
+            "DT_QUEUE_DIR": str(queue_dir),
+            "DT_JAEGER_OTLP_ENDPOINT": jaeger_address,
+        } | dict(env or {})
+        argv = [str(binaries.collector), f"--config=file:{COLLECTOR_CONFIG}"]
+        argv += [f"--config=file:{Path(o) if Path(o).is_absolute() else REPO / o}" for o in overlays]
+        c = CollectorProcess(
+            name=f"collector-{n}", argv=argv, env=proc_env, workdir=workdir,
+            log_path=tmp_path / f"collector-{n}.log", health_url=f"http://127.0.0.1:{health}/",
+            otlp_grpc_address=f"127.0.0.1:{grpc}", otlp_grpc_endpoint=f"http://127.0.0.1:{grpc}",
+            otlp_http_endpoint=f"http://127.0.0.1:{http}", audit_dir=audit_dir, queue_dir=queue_dir,
+            metrics_url=f"http://127.0.0.1:{metrics}/metrics", jaeger_otlp_address=jaeger_address,
+            jaeger=jaeger,
+        )
+        started.append(c)
+        request.node.stash.setdefault(_PROCS, []).append(c)
+        if start:
+            c.start()
+        return c
+
+    yield make
+    for c in started:
+        c.stop()
+
+
+@pytest.fixture
+def collector(collector_factory: Callable[..., CollectorProcess], jaeger: JaegerProcess) -> CollectorProcess:
+    """A running collector of this test alone, sending to the ``jaeger`` fixture."""
+    return collector_factory(jaeger=jaeger)

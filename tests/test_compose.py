@@ -1,0 +1,136 @@
+"""Static checks of docker-compose.yml (no Docker needed): it parses, every image is pinned to the
+version in collector-config/versions.env, every bind-mounted host path exists in the repository and
+the endpoints the services are told to use fit together."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE = REPO / "docker-compose.yml"
+VERSIONS = REPO / "collector-config" / "versions.env"
+
+# image repository -> variable of versions.env that pins it
+IMAGE_PINS = {
+    "otel/opentelemetry-collector-contrib": "OTELCOL_IMAGE_VERSION",
+    "jaegertracing/jaeger": "JAEGER_IMAGE_VERSION",
+    "busybox": "BUSYBOX_IMAGE_VERSION",
+}
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for line in VERSIONS.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip().strip('"')
+    return out
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
+    return data
+
+
+def _mounts(service: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(type, source, target) of each volume entry, short or long syntax."""
+    out = []
+    for v in service.get("volumes", []):
+        if isinstance(v, str):
+            parts = v.split(":")
+            source, target = parts[0], parts[1]
+            kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+        else:
+            kind, source, target = v["type"], v.get("source", ""), v["target"]
+        out.append((kind, source, target))
+    return out
+
+
+def test_services_present(compose: dict[str, Any]) -> None:
+    assert {"collector", "jaeger"} <= set(compose["services"])
+
+
+def test_images_pinned_to_versions_env(compose: dict[str, Any]) -> None:
+    versions = _versions()
+    for name, service in compose["services"].items():
+        image = service.get("image")
+        assert image, f"service {name} has no image (builds belong to examples/, pinned there)"
+        repo, sep, tag = image.rpartition(":")
+        assert sep and "/" not in tag, f"{name}: image {image} has no tag"
+        assert "@" not in image or re.fullmatch(r".+@sha256:[0-9a-f]{64}", image)
+        assert re.fullmatch(r"\d+\.\d+\.\d+", tag), f"{name}: {image} is not pinned to a release (x.y.z)"
+        assert repo in IMAGE_PINS, f"{name}: add {repo} to versions.env and IMAGE_PINS"
+        assert versions.get(IMAGE_PINS[repo]) == tag, \
+            f"{name}: {image} but versions.env says {IMAGE_PINS[repo]}={versions.get(IMAGE_PINS[repo])}"
+
+
+def test_mounted_host_paths_exist_and_volumes_declared(compose: dict[str, Any]) -> None:
+    declared = set((compose.get("volumes") or {}).keys())
+    for name, service in compose["services"].items():
+        for kind, source, target in _mounts(service):
+            assert PurePosixPath(target).is_absolute(), f"{name}: mount target {target} must be absolute"
+            if kind == "bind":
+                assert not source.startswith(("/", "~")), f"{name}: {source} is a path of one machine"
+                assert (REPO / source).exists(), f"{name}: mounted {source} does not exist in the repository"
+            else:
+                assert source in declared, f"{name}: named volume {source} is not declared"
+
+
+def _host_path(service: dict[str, Any], container_path: str) -> Path | None:
+    """The repository file a container path maps to through a bind mount."""
+    p = PurePosixPath(container_path)
+    for kind, source, target in _mounts(service):
+        if kind == "bind" and (p == PurePosixPath(target) or PurePosixPath(target) in p.parents):
+            return REPO / source / p.relative_to(target)
+    return None
+
+
+def test_config_files_come_from_collector_config(compose: dict[str, Any]) -> None:
+    """The containers load the very files the native binaries and the tests use."""
+    expected = {"collector": "otelcol.yaml", "jaeger": "jaeger.yaml"}
+    for name, config_name in expected.items():
+        service = compose["services"][name]
+        configs = [a.split("=", 1)[1] for a in service["command"] if a.startswith("--config=")]
+        assert configs, f"{name}: no --config in command"
+        for c in configs:
+            host = _host_path(service, c.removeprefix("file:"))
+            assert host is not None and host.is_file(), f"{name}: {c} is not a mounted repository file"
+            assert host.resolve().parent.is_relative_to((REPO / "collector-config").resolve())
+        assert _host_path(service, configs[0].removeprefix("file:")) == REPO / "collector-config" / config_name
+
+
+def test_endpoints_fit_together(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    col, jae = services["collector"]["environment"], services["jaeger"]["environment"]
+    for env in (col, jae):
+        for key, value in env.items():
+            if key.endswith("_ENDPOINT") and key != "DT_JAEGER_OTLP_ENDPOINT":
+                assert str(value).startswith("0.0.0.0:"), f"{key}={value}: must listen on all interfaces"
+    host, _, port = col["DT_JAEGER_OTLP_ENDPOINT"].rpartition(":")
+    assert host == "jaeger" and host in services
+    assert jae["JAEGER_OTLP_GRPC_ENDPOINT"].rpartition(":")[2] == port
+    published = {str(p).rsplit(":", 1)[-1] for p in services["collector"]["ports"]}
+    assert {col["DT_OTLP_GRPC_ENDPOINT"].rpartition(":")[2], col["DT_OTLP_HTTP_ENDPOINT"].rpartition(":")[2]} <= published
+    assert any(str(p).endswith(":16686") for p in services["jaeger"]["ports"])
+    audit_dir = PurePosixPath(col["DT_AUDIT_DIR"])
+    assert any(kind == "volume" and (PurePosixPath(t) in audit_dir.parents or PurePosixPath(t) == audit_dir)
+               for kind, _, t in _mounts(services["collector"])), "audit files must land on a named volume"
+
+
+def test_ports_published_on_loopback_only(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for p in service.get("ports", []):
+            assert str(p).startswith("127.0.0.1:"), f"{name}: {p} would be reachable from the network"
+
+
+def test_example_service_placeholder_is_commented() -> None:
+    text = COMPOSE.read_text()
+    assert re.search(r"^\s*#\s*inference:", text, re.M), "placeholder for the example inference service"
