@@ -69,6 +69,10 @@ class Recorder:
 
     # -- building ----------------------------------------------------------------------------
     def identity(self, model: Any, version: str | None) -> ModelIdentity:
+        if isinstance(model, ModelIdentity):  # resolved by the caller (an instrumentor)
+            v = version or model.version or self.settings.model_version
+            return model if v == model.version else ModelIdentity(model.name, v, model.framework,
+                                                                   model.artifact_hash)
         key = (model, version) if isinstance(model, str) else None
         if key is not None:
             found = self._names.get(key)
@@ -133,7 +137,8 @@ class Recorder:
             raise RecordingError(f"decision {decision_id} could not be recorded: {exc!r}") from exc
         _log.warning("decisiontrail: recording decision %s partly failed: %r", decision_id, exc)
         try:
-            name = model if isinstance(model, str) else type(model).__name__
+            name = model if isinstance(model, str) else (
+                model.name if isinstance(model, ModelIdentity) else type(model).__name__)
         except Exception:
             name = "unknown"
         return {M.NAME: str(name), D.ID: decision_id, D.INPUT: "", D.OUTPUT: "",

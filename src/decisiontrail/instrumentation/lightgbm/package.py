@@ -1,0 +1,1 @@
+_instruments = ("lightgbm >= 4.0",)

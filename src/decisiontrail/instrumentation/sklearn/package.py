@@ -1,0 +1,1 @@
+_instruments = ("scikit-learn >= 1.3",)

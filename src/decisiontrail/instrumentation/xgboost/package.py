@@ -1,0 +1,1 @@
+_instruments = ("xgboost >= 2.0",)
