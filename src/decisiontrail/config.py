@@ -13,6 +13,12 @@ Resolution of each setting: argument > environment variable > default.
   ``OTEL_RESOURCE_ATTRIBUTES``.
 - Recording: ``fail_closed`` > ``DECISIONTRAIL_FAIL_CLOSED``; redaction as in redaction.py;
   ``max_chars`` > ``DECISIONTRAIL_MAX_CHARS``.
+- No loss (docs/no-loss.md): ``spool_dir`` > ``DECISIONTRAIL_SPOOL_DIR`` > ``<path>/spool`` for the
+  embedded store, ``./decisiontrail-data/spool/<service.name>`` for OTLP (or a given ``exporter``);
+  ``spool_dir=False`` runs without a spool. ``on_full`` (``spool``, ``block`` or ``drop``) > ``DECISIONTRAIL_ON_FULL`` >
+  ``spool`` (``block`` without a spool); ``block_timeout_millis`` > ``DECISIONTRAIL_BLOCK_TIMEOUT_MS``
+  > 1000; ``OTEL_BSP_MAX_QUEUE_SIZE``, ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` and ``OTEL_BSP_SCHEDULE_DELAY``
+  set the processor's queue, batch and delay. The spool's leftovers from earlier processes are replayed from configure() on.
 
 A bad environment value warns and falls back to the default; a bad argument raises
 ConfigurationError. With ``tracer_provider`` (the application's own SDK provider) the processor and
@@ -23,9 +29,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -35,15 +42,19 @@ from opentelemetry.sdk.trace.sampling import ParentBased, ALWAYS_ON, Sampler
 
 from .chain import ChainStage, HashChain
 from .encoding import DEFAULT_MAX_CHARS
+from ._env import env_bool as _env_bool
+from ._env import env_choice as _env_choice
+from ._env import env_int as _env_int
 from .errors import ConfigurationError
 from .exporters.file import FileSpanExporter
 from .models import default_version
-from .processing import DecisionSpanProcessor
+from .processing import ON_FULL_POLICIES, DecisionSpanProcessor
 from .recorder import Recorder, RecorderSettings, set_recorder
 from .redaction import RedactionPolicy
 from .sampling import AuditSampler
+from .spool import Spool
 
-__all__ = ["configure", "Configuration", "DEFAULT_PATH"]
+__all__ = ["configure", "build_processor", "Configuration", "DEFAULT_PATH"]
 
 _log = logging.getLogger(__name__)
 DEFAULT_PATH = "decisiontrail-data"
@@ -59,38 +70,18 @@ class Configuration:
     exporter: SpanExporter
     recorder: Recorder
     destination: str  # the directory written to, or the OTLP endpoint
+    spool: Spool | None = None
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Wait until every decision so far is exported or safely in the spool."""
         return self.processor.force_flush(timeout_millis)
+
+    def drain(self, timeout_millis: int = 30000) -> bool:
+        """Wait until every decision so far is exported, spool included (False on timeout)."""
+        return self.processor.drain(timeout_millis)
 
     def shutdown(self) -> None:
         self.processor.shutdown()
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    _log.warning("decisiontrail: %s=%r is not a boolean; using %s", name, raw, default)
-    return default
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-        if value > 0:
-            return value
-    except ValueError:
-        pass
-    _log.warning("decisiontrail: %s=%r is not a positive integer; using %d", name, raw, default)
-    return default
 
 
 def _env_sampler() -> Sampler:
@@ -100,6 +91,15 @@ def _env_sampler() -> Sampler:
         return _get_from_env_or_default()
     except Exception:  # a private helper: fall back to the spec's default
         return ParentBased(ALWAYS_ON)
+
+
+def _default_spool(exporter: SpanExporter, resource: Resource) -> Path:
+    if isinstance(exporter, FileSpanExporter):
+        return exporter.directory / "spool"
+    # One directory per service: a leftover is replayed by the same service, not by whichever
+    # process happens to start next in this working directory.
+    name = str(resource.attributes.get(SERVICE_NAME) or "unknown_service")
+    return Path(DEFAULT_PATH) / "spool" / (re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "_")
 
 
 def _otlp_exporter(endpoint: str, protocol: str, headers: dict[str, str] | None) -> SpanExporter:
@@ -113,6 +113,47 @@ def _otlp_exporter(endpoint: str, protocol: str, headers: dict[str, str] | None)
     if not endpoint.rstrip("/").endswith("/v1/traces"):
         endpoint = endpoint.rstrip("/") + "/v1/traces"
     return Http(endpoint=endpoint, headers=headers)
+
+
+_BSP_VARIABLES = {
+    "OTEL_BSP_MAX_QUEUE_SIZE": "max_queue_size",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "max_export_batch_size",
+    "OTEL_BSP_SCHEDULE_DELAY": "schedule_delay_millis",
+}
+
+
+def build_processor(
+    exporter: SpanExporter,
+    resource: Resource,
+    *,
+    spool_dir: str | os.PathLike[str] | Literal[False] | None = None,
+    on_full: str | None = None,
+    block_timeout_millis: int | None = None,
+    fail_closed: bool | None = None,
+    chain: bool = True,
+    processor_options: dict[str, Any] | None = None,
+) -> DecisionSpanProcessor:
+    """The no-loss processor for ``exporter``, with its spool and hash chain, settings resolved as in
+    configure() (also used by the ``opentelemetry-instrument`` configurator, autoconfig.py)."""
+    spool: Spool | None = None
+    if spool_dir is not False:
+        where = spool_dir or os.environ.get("DECISIONTRAIL_SPOOL_DIR") or _default_spool(exporter, resource)
+        spool = Spool(where)
+    options: dict[str, Any] = {
+        "spool": spool,
+        "on_full": on_full or _env_choice("DECISIONTRAIL_ON_FULL", ON_FULL_POLICIES,
+                                          "spool" if spool is not None else "block"),
+        "block_timeout_millis": block_timeout_millis if block_timeout_millis is not None
+        else _env_int("DECISIONTRAIL_BLOCK_TIMEOUT_MS", 1000),
+        "fail_closed": fail_closed if fail_closed is not None else _env_bool("DECISIONTRAIL_FAIL_CLOSED", False),
+        "prepare": ChainStage(HashChain() if chain else None),
+        # The SDK's batch settings apply to this processor too (defaults: the processor's own).
+        **{opt: n for var, opt in _BSP_VARIABLES.items() if (n := _env_int(var, 0))},
+    } | (processor_options or {})
+    if options["on_full"] == "spool" and options["spool"] is None:
+        _log.warning('decisiontrail: DECISIONTRAIL_ON_FULL=spool without a spool; using "block"')
+        options["on_full"] = "block"
+    return DecisionSpanProcessor(exporter, **options)
 
 
 def configure(
@@ -133,9 +174,18 @@ def configure(
     max_chars: int | None = None,
     chain: bool = True,
     model_version: str | None = None,
+    spool_dir: str | os.PathLike[str] | Literal[False] | None = None,
+    on_full: str | None = None,
+    block_timeout_millis: int | None = None,
     processor_options: dict[str, Any] | None = None,
 ) -> Configuration:
     """Set up decision recording; see the module docstring for how each setting is resolved."""
+    if on_full is not None and on_full not in ON_FULL_POLICIES:
+        raise ConfigurationError(f"on_full must be one of {ON_FULL_POLICIES}, not {on_full!r}")
+    if spool_dir is False and on_full == "spool":
+        raise ConfigurationError('on_full="spool" needs a spool: not spool_dir=False')
+    if block_timeout_millis is not None and (not isinstance(block_timeout_millis, int) or block_timeout_millis < 0):
+        raise ConfigurationError(f"block_timeout_millis must be an int >= 0, not {block_timeout_millis!r}")
     if protocol is not None and protocol not in _PROTOCOLS:
         raise ConfigurationError(f"protocol must be one of {_PROTOCOLS}, not {protocol!r}")
     if max_chars is not None and (not isinstance(max_chars, int) or max_chars < 64):
@@ -161,10 +211,13 @@ def configure(
     else:
         destination = type(exporter).__name__
 
-    processor = DecisionSpanProcessor(exporter, prepare=ChainStage(HashChain() if chain else None),
-                                      **(processor_options or {}))
+    resource = getattr(tracer_provider, "resource", None) or Resource.create(
+        {SERVICE_NAME: service_name} if service_name else {})
+    closed = fail_closed if fail_closed is not None else _env_bool("DECISIONTRAIL_FAIL_CLOSED", False)
+    processor = build_processor(exporter, resource, spool_dir=spool_dir, on_full=on_full,
+                                block_timeout_millis=block_timeout_millis, fail_closed=closed, chain=chain,
+                                processor_options=processor_options)
     if tracer_provider is None:
-        resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
         tracer_provider = TracerProvider(resource=resource, sampler=AuditSampler(sampler or _env_sampler()))
         if set_global:
             if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
@@ -173,17 +226,24 @@ def configure(
                 _log.info("decisiontrail: a global TracerProvider is already set; decisions use their own")
     else:
         current = getattr(tracer_provider, "sampler", None)
-        if current is not None and not isinstance(current, AuditSampler) and hasattr(tracer_provider, "_sampler"):
-            # The SDK has no public setter; without this the application's sampler could drop decisions.
-            tracer_provider._sampler = AuditSampler(current)
+        if current is not None and not isinstance(current, AuditSampler):
+            # Without this the application's sampler would drop decisions. The SDK keeps the sampler
+            # in a plain attribute (``sampler``; ``_sampler`` in older releases) that each tracer
+            # reads when get_tracer() makes it, so the recorder's tracer, made below, sees the wrapper.
+            attr = "_sampler" if hasattr(tracer_provider, "_sampler") else "sampler"
+            try:
+                setattr(tracer_provider, attr, AuditSampler(current))
+            except AttributeError:
+                _log.warning("decisiontrail: cannot wrap the sampler of %r; the application's sampler "
+                             "may drop decisions (counted as unrecorded)", tracer_provider)
     tracer_provider.add_span_processor(processor)
 
     settings = RecorderSettings(
         max_chars=max_chars or _env_int("DECISIONTRAIL_MAX_CHARS", DEFAULT_MAX_CHARS),
-        fail_closed=fail_closed if fail_closed is not None else _env_bool("DECISIONTRAIL_FAIL_CLOSED", False),
+        fail_closed=closed,
         redaction=RedactionPolicy.create(redact_keys, hash_keys, hash_secret),
         model_version=model_version or default_version(),
     )
     recorder = Recorder(settings, tracer_provider=tracer_provider)
     set_recorder(recorder)
-    return Configuration(tracer_provider, processor, exporter, recorder, destination)
+    return Configuration(tracer_provider, processor, exporter, recorder, destination, processor.spool)

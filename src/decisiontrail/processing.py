@@ -1,23 +1,48 @@
 """DecisionSpanProcessor: a batching span processor that never loses a decision silently.
 
-Differences from the SDK's BatchSpanProcessor, which evicts spans when its queue is full and drops
-batches whose export fails:
+Where the SDK's BatchSpanProcessor evicts spans when its queue is full and drops batches whose
+export fails, this processor keeps every span carrying decisions (``decision.count`` > 0):
 
-- a span carrying decisions (``decision.count`` > 0) is never evicted: when the queue is full the
-  recording thread waits (bounded by ``block_timeout_millis``) for the export thread to make room;
-- a failed export of decision spans is retried with exponential backoff until it succeeds, the
-  processor shuts down, or ``max_export_attempts`` is reached;
-- what still cannot be exported is handed to ``on_undeliverable`` (the spool plugs in there) or,
-  without one, counted in ``stats`` (``lost``) and logged with the running count;
-- spans without decisions keep the SDK's behaviour (dropped when full), counted in ``spans_dropped``.
+- queue full, policy ``on_full``:
+  ``"spool"`` (default with a spool): the recording thread waits up to ``block_timeout_millis`` for
+  room; if the export thread made none (it is stuck), the oldest queued batch plus this span go to
+  the spool (one fsync for up to a batch) and later spans spill at once until the export thread
+  moves again. ``"block"``: wait for room as long as it takes (inference slows to the exporter's
+  pace). ``"drop"``, the only lossy choice: drop the decision, count it in ``stats`` ``lost`` and log.
+- export failed (collector unreachable, batch refused): the decision spans of the batch go to the
+  spool and the processor stops trying the exporter for new batches, which go straight to the spool;
+  the :class:`~decisiontrail.spool.Replayer` retries the spool with backoff and, on its first
+  success, the processor exports directly again. Without a spool, a failed batch is retried with
+  backoff until it succeeds (``"block"``), or given up and counted after ``max_export_attempts``
+  (``"drop"``).
+- shutdown (also at interpreter exit through ``atexit``, and at the ``os._exit`` of a forked
+  multiprocessing child through its finalizers): the queue is exported (the spool too while the
+  exporter works), or spooled when the exporter is down or ``shutdown_timeout_millis`` passed; the
+  spool is replayed by the next process that opens it. A forked child restarts the threads.
+- unrecoverable (no spool or the spool cannot be written): counted in ``lost`` and logged.
+  With ``fail_closed`` a decision that cannot be queued or spooled raises DecisionLostError on the
+  recording thread (from ``span.end()``) instead.
+
+Spans without decisions keep the SDK's behaviour: dropped when the queue is full or their export
+failed, counted in ``spans_dropped``. A span with decisions is exported even when the trace was not
+sampled (a RECORD_ONLY sampler): its decisions are on it.
+
+The recording thread's cost (``on_end``) is one attribute lookup, one uncontended lock and a deque
+append; everything else happens on the export thread, or on the recording thread only when the
+queue is full.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
+import functools
 import logging
+import multiprocessing.util
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 
 from opentelemetry.context import Context
@@ -25,16 +50,26 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from . import stats
+from .chain import HashChain
 from .conventions import SpanAttributes as S
+from .errors import DecisionLostError
+from .spool import Replayer, Spool
 
-__all__ = ["DecisionSpanProcessor", "decision_count"]
+__all__ = ["DecisionSpanProcessor", "decision_count", "ON_FULL_POLICIES"]
 
 _log = logging.getLogger(__name__)
+ON_FULL_POLICIES = ("spool", "block", "drop")
+_LOG_INTERVAL = 1.0  # seconds between two "decisions lost" log lines; every loss is counted at once
 
 
 def decision_count(span: ReadableSpan) -> int:
     attrs = span.attributes
-    return int(attrs.get(S.DECISION_COUNT, 0)) if attrs else 0
+    n = attrs.get(S.DECISION_COUNT) if attrs else None
+    return n if isinstance(n, int) else 0
+
+
+def _decisions(spans: Sequence[ReadableSpan]) -> int:
+    return sum(decision_count(s) for s in spans)
 
 
 class DecisionSpanProcessor(SpanProcessor):
@@ -42,142 +77,321 @@ class DecisionSpanProcessor(SpanProcessor):
         self,
         exporter: SpanExporter,
         *,
+        spool: Spool | None = None,
+        on_full: str | None = None,
         max_queue_size: int = 20480,
         max_export_batch_size: int = 512,
         schedule_delay_millis: float = 500,
-        block_timeout_millis: float = 10_000,
+        block_timeout_millis: float = 1000,
         max_export_attempts: int = 6,
-        on_undeliverable: Callable[[Sequence[ReadableSpan], str], bool] | None = None,
+        shutdown_timeout_millis: float = 10_000,
+        replay_min_backoff_millis: float = 500,
+        replay_max_backoff_millis: float = 5000,
+        fail_closed: bool = False,
         prepare: Callable[[list[ReadableSpan]], list[ReadableSpan]] | None = None,
     ) -> None:
+        on_full = on_full or ("spool" if spool is not None else "block")
+        if on_full not in ON_FULL_POLICIES:
+            raise ValueError(f"on_full must be one of {ON_FULL_POLICIES}, not {on_full!r}")
+        if on_full == "spool" and spool is None:
+            raise ValueError('on_full="spool" needs a spool')
         self.exporter = exporter
+        self.spool = spool
+        self.on_full = on_full
         self.max_queue_size = max_queue_size
         self.max_export_batch_size = max_export_batch_size
         self.schedule_delay = schedule_delay_millis / 1000
         self.block_timeout = block_timeout_millis / 1000
         self.max_export_attempts = max_export_attempts
-        self.on_undeliverable = on_undeliverable
+        self.shutdown_timeout = shutdown_timeout_millis / 1000
+        self.fail_closed = fail_closed
         self.prepare = prepare  # applied once per batch on the export thread (chain.ChainStage)
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
-        self._in_flight = 0
+        self._in_flight: list[ReadableSpan] | None = None
         self._flush_requested = False
-        self._shutdown = False
+        self._closing = False   # shutdown began: export what is queued, then stop
+        self._shutdown = False  # the export thread is gone: late spans go to the spool
+        self._stalled = False   # a producer waited block_timeout in vain: spill without waiting
+        self._healthy = True    # False while exports fail: batches go straight to the spool
+        self._exporter_shut = False
+        self._export_lock = threading.Lock()  # the export and replay threads share the exporter
+        self._loss_lock = threading.Lock()
+        self._lost_unlogged = 0
+        self._last_loss_log = 0.0
+        self.queue_full_events = 0  # decision spans that met a full queue (backpressure, spill or drop)
+        self.replayer: Replayer | None = None
+        if spool is not None:
+            self.replayer = Replayer(spool, self._replay_batch, min_backoff=replay_min_backoff_millis / 1000,
+                                     max_backoff=replay_max_backoff_millis / 1000)
+        self._start()
+        ref = weakref.ref(self)
+        # The SDK's provider shuts down at exit too, but not a provider the application made with
+        # shutdown_on_exit=False; the queue must not vanish with the process either way. A forked
+        # multiprocessing child leaves through os._exit (no atexit), after running its finalizers.
+        self._atexit = functools.partial(_shutdown_at_exit, ref)
+        atexit.register(self._atexit)
+        self._finalizer = multiprocessing.util.Finalize(None, _shutdown_at_exit, args=(ref,), exitpriority=100)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=functools.partial(_after_fork_in_child, ref))
+        multiprocessing.util.register_after_fork(self, DecisionSpanProcessor._after_multiprocessing_fork)
+
+    def _start(self) -> None:
+        if self.replayer is not None and self.spool is not None and self.spool.pending():
+            self.replayer.wake()  # left by an earlier process (or a crash): deliver it now
         self._worker = threading.Thread(target=self._run, name="decisiontrail-export", daemon=True)
         self._worker.start()
 
-    # -- producer side -----------------------------------------------------------------------
+    def _after_fork(self) -> None:
+        """In a forked child (a pre-forking server, a multiprocessing worker): the parent's threads
+        did not come along and its queue is the parent's to deliver; start afresh."""
+        self._queue = collections.deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._export_lock = threading.Lock()
+        self._loss_lock = threading.Lock()
+        self._in_flight = None
+        self._flush_requested = self._stalled = False
+        chain = getattr(self.prepare, "chain", None)
+        if isinstance(chain, HashChain):  # one chain per process: two would claim the same positions
+            self.prepare.chain = HashChain()  # type: ignore[union-attr]
+        if self.spool is not None:
+            self.spool.after_fork()
+        if self.replayer is not None:
+            self.replayer.after_fork()
+        if not self._closing:
+            self._start()
+
+    def _after_multiprocessing_fork(self) -> None:
+        # multiprocessing clears its finalizers in a new child; register ours again
+        self._finalizer = multiprocessing.util.Finalize(None, _shutdown_at_exit, args=(weakref.ref(self),),
+                                                        exitpriority=100)
+
+    @property
+    def healthy(self) -> bool:
+        """False while the exporter is failing and new batches go to the spool."""
+        return self._healthy
+
+    # -- producer side (the recording thread) --------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not span.context.trace_flags.sampled:
-            return
         decisions = decision_count(span)
+        if not decisions and not span.context.trace_flags.sampled:
+            return
         with self._lock:
-            if self._shutdown:
-                self._undeliverable([span], "processor is shut down")
-                return
-            if len(self._queue) >= self.max_queue_size:
-                if not decisions:
-                    stats.add("spans_dropped")
-                    return
-                # Backpressure: a decision waits for room rather than being evicted.
-                deadline = time.monotonic() + self.block_timeout
-                while len(self._queue) >= self.max_queue_size and not self._shutdown:
+            q = self._queue
+            if len(q) < self.max_queue_size and not self._closing:
+                q.append(span)
+                if len(q) == self.max_export_batch_size:
                     self._not_empty.notify()
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not self._not_full.wait(remaining):
-                        break
-                if len(self._queue) >= self.max_queue_size or self._shutdown:
-                    self._undeliverable([span], "export queue full")
-                    return
-            self._queue.append(span)
-            if len(self._queue) >= self.max_export_batch_size:
-                self._not_empty.notify()
+                return
+        self._overflow(span, decisions)
 
-    # -- export side -------------------------------------------------------------------------
+    def _overflow(self, span: ReadableSpan, decisions: int) -> None:
+        """The queue is full, or the processor is shutting down."""
+        if not decisions:
+            stats.add("spans_dropped")
+            return
+        self.queue_full_events += 1
+        if self._closing:
+            self._spill([span], "the processor is shut down", producer=True)
+            return
+        if self.on_full == "drop":
+            self._lose(decisions, 'export queue full (on_full="drop")', producer=True)
+            return
+        stalled_now = False
+        with self._lock:
+            if self.on_full == "block":
+                # Backpressure without a limit: inference waits for the exporter.
+                while len(self._queue) >= self.max_queue_size and not self._closing:
+                    self._not_empty.notify()
+                    self._not_full.wait(1.0)
+                if not self._closing:
+                    self._queue.append(span)
+                    return
+                spill = [span]
+            else:
+                if not self._stalled:
+                    deadline = time.monotonic() + self.block_timeout
+                    while len(self._queue) >= self.max_queue_size and not self._closing:
+                        self._not_empty.notify()
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._not_full.wait(remaining)
+                    if len(self._queue) < self.max_queue_size and not self._closing:
+                        self._queue.append(span)
+                        return
+                    if not self._closing:
+                        self._stalled = stalled_now = True
+                # Spill the oldest batch with this span: one fsync for up to a batch of decisions,
+                # and room for the producers that come next.
+                n = min(len(self._queue), self.max_export_batch_size - 1)
+                spill = [self._queue.popleft() for _ in range(n)]
+                spill.append(span)
+                self._not_full.notify_all()
+        if stalled_now:  # logged outside the lock: a logging handler may itself record telemetry
+            _log.warning("decisiontrail: the export queue stayed full for %.1f s; spilling decisions to "
+                         "the spool until the exporter catches up", self.block_timeout)
+        self._spill(spill, "export queue full", producer=True)
+
+    # -- export side ---------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
             with self._lock:
-                if not self._queue and not self._shutdown and not self._flush_requested:
+                if not self._queue and not self._closing and not self._flush_requested:
                     self._not_empty.wait(self.schedule_delay)
                 if (len(self._queue) < self.max_export_batch_size and not self._flush_requested
-                        and not self._shutdown):
+                        and not self._closing):
                     self._not_empty.wait_for(
-                        lambda: len(self._queue) >= self.max_export_batch_size or self._shutdown
+                        lambda: len(self._queue) >= self.max_export_batch_size or self._closing
                         or self._flush_requested, self.schedule_delay)
                 if not self._queue:
                     self._flush_requested = False
                     self._idle.notify_all()
-                    if self._shutdown:
+                    if self._closing:
                         return
                     continue
                 n = min(len(self._queue), self.max_export_batch_size)
                 batch = [self._queue.popleft() for _ in range(n)]
-                self._in_flight = n
+                self._in_flight = batch
                 self._not_full.notify_all()
             if self.prepare is not None:
                 try:
                     batch = self.prepare(batch)
                 except Exception as exc:  # export unlinked rather than lose the batch
                     _log.error("decisiontrail: preparing a batch for export failed: %r", exc)
+            with self._lock:
+                if self._in_flight is not None:
+                    self._in_flight = batch
             try:
-                self._export(batch)
+                self._deliver(batch)
+            except Exception as exc:  # pragma: no cover - a bug here must not stop the export thread
+                _log.error("decisiontrail: delivering a batch failed: %r", exc)
             finally:
                 with self._lock:
-                    self._in_flight = 0
+                    self._in_flight = None
+                    self._stalled = False
                     if not self._queue:
                         self._flush_requested = False
                         self._idle.notify_all()
 
-    def _export(self, batch: list[ReadableSpan]) -> None:
-        decisions = sum(decision_count(s) for s in batch)
-        delay = 0.1
-        for attempt in range(1, self.max_export_attempts + 1):
+    def _export_once(self, batch: list[ReadableSpan]) -> bool:
+        with self._export_lock:
             try:
-                result = self.exporter.export(batch)
+                return self.exporter.export(batch) is SpanExportResult.SUCCESS
             except Exception as exc:  # an exporter bug must not kill the export thread
                 _log.warning("decisiontrail: exporter raised %r", exc)
-                result = SpanExportResult.FAILURE
-            if result is SpanExportResult.SUCCESS:
+                return False
+
+    def _owned(self, batch: list[ReadableSpan]) -> bool:
+        """False when shutdown took the in-flight batch over (it spooled it itself)."""
+        with self._lock:
+            return self._in_flight is batch
+
+    def _deliver(self, batch: list[ReadableSpan]) -> None:
+        decisions = _decisions(batch)
+        if self.spool is not None:
+            if self._healthy and self._export_once(batch):
                 if decisions:
                     stats.add("exported", decisions)
                 return
-            if not decisions or self._shutdown or attempt == self.max_export_attempts:
-                break
+            if not self._owned(batch):
+                return
+            if self._healthy:
+                self._healthy = False
+                _log.warning("decisiontrail: export failed; decisions go to the spool at %s until the "
+                             "exporter accepts them again", self.spool.directory)
+            self._spill(batch, "export failed", prepared=True)
+            return
+        delay, attempt = 0.1, 0
+        while True:
+            attempt += 1
+            if self._export_once(batch):
+                if decisions:
+                    stats.add("exported", decisions)
+                return
+            if not decisions:
+                stats.add("spans_dropped", len(batch))
+                return
+            if not self._owned(batch):
+                return
+            if (self.on_full == "drop" and attempt >= self.max_export_attempts) or self._shutdown:
+                self._spill(batch, f"export failed {attempt} times", prepared=True)  # no spool: counted lost
+                return
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
-        audit = [s for s in batch if decision_count(s)]
-        if len(audit) < len(batch):
-            stats.add("spans_dropped", len(batch) - len(audit))
-        if audit:
-            self._undeliverable(audit, "export failed")
 
-    def _undeliverable(self, spans: Sequence[ReadableSpan], why: str) -> None:
-        decisions = sum(decision_count(s) for s in spans)
-        if self.on_undeliverable is not None:
-            try:
-                if self.on_undeliverable(spans, why):
-                    stats.add("spooled", decisions)
-                    return
+    def _replay_batch(self, spans: list[ReadableSpan]) -> bool:
+        """The Replayer's export: success also tells the export thread that the exporter is back."""
+        if not self._export_once(spans):
+            self._healthy = False
+            return False
+        stats.add("exported", _decisions(spans))
+        if not self._healthy:
+            self._healthy = True
+            _log.warning("decisiontrail: export works again; replaying the spool")
+        return True
+
+    # -- spool and loss ------------------------------------------------------------------------
+    def _spill(self, spans: Sequence[ReadableSpan], why: str, *, producer: bool = False,
+               prepared: bool = False) -> bool:
+        audit = [s for s in spans if decision_count(s)]
+        if len(audit) < len(spans):
+            stats.add("spans_dropped", len(spans) - len(audit))
+        if not audit:
+            return True
+        decisions = _decisions(audit)
+        if self.spool is None:
+            self._lose(decisions, f"{why}, and there is no spool", producer=producer)
+            return False
+        if self.prepare is not None and not prepared:
+            try:  # the chain links belong to this process: add them before the spans leave it
+                audit = self.prepare(audit)
             except Exception as exc:
-                _log.error("decisiontrail: spooling %d decisions failed: %r", decisions, exc)
-        if decisions:
-            stats.add("lost", decisions)
-            _log.error("decisiontrail: %d decisions lost (%s); %d lost in this process so far",
-                       decisions, why, stats.snapshot()["lost"])
+                _log.error("decisiontrail: preparing a batch for the spool failed: %r", exc)
+        try:
+            self.spool.append(audit)
+        except Exception as exc:
+            self._lose(decisions, f"{why}, and writing the spool failed: {exc!r}", producer=producer)
+            return False
+        stats.add("spooled", decisions)
+        if self.replayer is not None:
+            self.replayer.wake()
+        return True
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    def _lose(self, decisions: int, why: str, *, producer: bool = False) -> None:
+        stats.add("lost", decisions)
+        now = time.monotonic()
+        with self._loss_lock:
+            self._lost_unlogged += decisions
+            if now - self._last_loss_log >= _LOG_INTERVAL or self._closing:
+                n, self._lost_unlogged, self._last_loss_log = self._lost_unlogged, 0, now
+            else:
+                n = 0
+        if n:
+            _log.error("decisiontrail: %d decisions lost (%s); %d lost in this process so far",
+                       n, why, stats.snapshot()["lost"])
+        if producer and self.fail_closed:
+            raise DecisionLostError(f"{decisions} decision(s) lost: {why}")
+
+    # -- lifecycle -----------------------------------------------------------------------------
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Wait until every span ended so far is exported or spooled."""
         deadline = time.monotonic() + timeout_millis / 1000
         with self._lock:
+            if self._shutdown:
+                return True
             self._flush_requested = True
             self._not_empty.notify()
-            while self._queue or self._in_flight:
+            while self._queue or self._in_flight is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -185,16 +399,87 @@ class DecisionSpanProcessor(SpanProcessor):
                 if self._queue and not self._flush_requested:
                     self._flush_requested = True
                     self._not_empty.notify()
-        return self.exporter.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
+        # Exporters that do not implement force_flush return None: that is not a failure.
+        return self.exporter.force_flush(max(0, int((deadline - time.monotonic()) * 1000))) is not False
+
+    def drain(self, timeout_millis: int = 30000) -> bool:
+        """force_flush, then wait until the spool holds nothing this process can replay: True when
+        every decision so far was exported (tests, health checks, a graceful stop)."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        return self.force_flush(timeout_millis) and self._drain_spool(deadline, give_up_when_down=False)
+
+    def _drain_spool(self, deadline: float, give_up_when_down: bool) -> bool:
+        if self.replayer is None:
+            return True
+        self.replayer.wake()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (give_up_when_down and not self._healthy):
+                return False
+            if self.replayer.wait_idle(min(remaining, 0.2)):
+                return True
 
     def shutdown(self) -> None:
         with self._lock:
-            if self._shutdown:
+            if self._closing:
                 return
-        self.force_flush()
-        with self._lock:
-            self._shutdown = True
+            self._closing = True
             self._not_empty.notify_all()
             self._not_full.notify_all()
-        self._worker.join(timeout=30)
-        self.exporter.shutdown()
+        atexit.unregister(self._atexit)
+        self._finalizer.cancel()
+        deadline = time.monotonic() + self.shutdown_timeout
+        self._worker.join(max(0.0, deadline - time.monotonic()))
+        if self._worker.is_alive():
+            # The exporter hangs (an unreachable collector, its retries). Shutting it down makes the
+            # OTLP exporters give up their retries; the export thread then spools what is left.
+            _log.warning("decisiontrail: export did not finish within %.0f s of shutdown; spooling the rest",
+                         self.shutdown_timeout)
+            if self.replayer is not None:
+                self.replayer.stop(timeout=0)
+            self._shutdown_exporter()
+            self._worker.join(min(5.0, max(1.0, self.shutdown_timeout)))
+        elif self._healthy and self.spool is not None and self.spool.pending():
+            # While the exporter works, deliver the spool too (a short-lived process may never start
+            # again); what is left at the deadline waits on disk for the next process.
+            self._drain_spool(deadline, give_up_when_down=True)
+        with self._lock:
+            self._shutdown = True
+            rest = list(self._queue)
+            self._queue.clear()
+            if self._worker.is_alive() and self._in_flight is not None:
+                rest[:0] = self._in_flight  # the export thread is stuck in the exporter for good
+                self._in_flight = None
+        if rest:  # prepare (the chain) is idempotent: spans the export thread linked keep their links
+            self._spill(rest, "export did not finish before shutdown")
+        if self.replayer is not None:
+            self.replayer.stop(timeout=2.0)
+        if self.spool is not None:
+            self.spool.close()
+        self._shutdown_exporter()
+        self._log_losses()
+
+    def _shutdown_exporter(self) -> None:
+        if not self._exporter_shut:
+            self._exporter_shut = True
+            self.exporter.shutdown()
+
+    def _log_losses(self) -> None:
+        """Log the losses the rate limit held back."""
+        with self._loss_lock:
+            n, self._lost_unlogged = self._lost_unlogged, 0
+        if n:
+            _log.error("decisiontrail: %d more decisions lost; %d lost in this process so far",
+                       n, stats.snapshot()["lost"])
+
+
+def _after_fork_in_child(ref: weakref.ReferenceType[DecisionSpanProcessor]) -> None:
+    processor = ref()
+    if processor is not None:
+        processor._after_fork()
+
+
+def _shutdown_at_exit(ref: weakref.ReferenceType[DecisionSpanProcessor]) -> None:
+    processor = ref()
+    if processor is not None:
+        processor.shutdown()

@@ -4,6 +4,8 @@ One line is one ``ExportTraceServiceRequest`` in the protobuf JSON mapping as th
 writes it: camelCase keys, trace and span ids as lower-case hex, 64-bit integers as strings, enums
 (span kind, status code) as numbers. Encoding by hand (not through protobuf's json_format, which
 writes ids as base64) keeps the embedded file store and the collector's files readable by one reader.
+:func:`spans_from_otlp_json` is the inverse: it rebuilds ReadableSpans from such a line, so spooled
+spans can be exported again (spool.py).
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-__all__ = ["spans_to_otlp_json", "encode_value", "decode_value", "decode_attributes"]
+__all__ = ["spans_to_otlp_json", "spans_from_otlp_json", "encode_value", "decode_value", "decode_attributes"]
 
 
 def encode_value(v: Any) -> dict[str, Any]:
@@ -128,3 +134,67 @@ def spans_to_otlp_json(spans: Sequence[ReadableSpan]) -> str:
         })
     return json.dumps({"resourceSpans": resource_spans}, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=True)
+
+
+def _context(trace_id: str, span_id: str, flags: int, trace_state: str | None = None) -> SpanContext:
+    return SpanContext(
+        trace_id=int(trace_id, 16), span_id=int(span_id, 16), is_remote=bool(flags & 0x200),
+        trace_flags=TraceFlags(flags & 0xFF),
+        trace_state=TraceState.from_header([trace_state]) if trace_state else None,
+    )
+
+
+def _bounded(items: list[Any], dropped: int) -> Sequence[Any]:
+    if not dropped:
+        return tuple(items)
+    out: BoundedList[Any] = BoundedList(None)  # carries the original droppedEventsCount / droppedLinksCount
+    out.extend(items)
+    out.dropped = dropped
+    return out
+
+
+def _readable(s: Mapping[str, Any], resource: Resource, scope: InstrumentationScope) -> ReadableSpan:
+    flags = int(s.get("flags", 0))
+    trace_id = s["traceId"]
+    parent_id = s.get("parentSpanId")
+    status = s.get("status") or {}
+    events = [Event(e.get("name", ""), decode_attributes(e.get("attributes")), int(e.get("timeUnixNano", 0)))
+              for e in s.get("events", ())]
+    links = [Link(_context(l["traceId"], l["spanId"], int(l.get("flags", 0)), l.get("traceState")),
+                  decode_attributes(l.get("attributes")))
+             for l in s.get("links", ())]
+    return ReadableSpan(
+        name=s.get("name", ""),
+        context=_context(trace_id, s["spanId"], flags, s.get("traceState")),
+        # Only is_remote of the parent is known (from the span's flags); the SDK keeps the same.
+        parent=_context(trace_id, parent_id, flags & 0x200) if parent_id else None,
+        resource=resource,
+        attributes=decode_attributes(s.get("attributes")),
+        events=_bounded(events, int(s.get("droppedEventsCount", 0))),
+        links=_bounded(links, int(s.get("droppedLinksCount", 0))),
+        kind=SpanKind(max(int(s.get("kind", 1)) - 1, 0)),
+        status=Status(StatusCode(int(status.get("code", 0))), status.get("message")),
+        start_time=int(s.get("startTimeUnixNano", 0)),
+        end_time=int(s.get("endTimeUnixNano", 0)),
+        instrumentation_scope=scope,
+    )
+
+
+def spans_from_otlp_json(line: str | bytes | Mapping[str, Any]) -> list[ReadableSpan]:
+    """The spans of one OTLP JSON line (or its parsed object), as ReadableSpans an exporter takes.
+
+    Inverse of :func:`spans_to_otlp_json`: ids, times, kind, status, attributes, events, links,
+    resource and scope round-trip. Raises ValueError (or KeyError for a span without ids) on a line
+    that is not an ``ExportTraceServiceRequest``.
+    """
+    msg = json.loads(line) if isinstance(line, (str, bytes)) else line
+    if not isinstance(msg, Mapping):
+        raise ValueError("not an OTLP JSON object")
+    out: list[ReadableSpan] = []
+    for rs in msg.get("resourceSpans", ()):
+        resource = Resource(decode_attributes((rs.get("resource") or {}).get("attributes")))
+        for ss in rs.get("scopeSpans", ()):
+            sc = ss.get("scope") or {}
+            scope = InstrumentationScope(sc.get("name", ""), sc.get("version") or None)
+            out.extend(_readable(s, resource, scope) for s in ss.get("spans", ()))
+    return out

@@ -1,0 +1,177 @@
+"""A burst of decisions to the real collector: throughput, producer cost and losses, in one run.
+
+    python benchmarks/bench_no_loss.py [--n 50000] [--rounds 2]
+
+Starts the built collector (scripts/build-binaries.sh) on free ports in a temporary directory.
+Each decision is one single-row scikit-learn ``predict`` followed by ``record_decision``, as fast as
+the loop goes (faster than a Python OTLP exporter sends). Variants, each with its own provider and
+``service.name`` so the audit files tell them apart, run interleaved, ``--rounds`` times each:
+
+  predict only            no recording: the model's own cost per call
+  stock BSP (defaults)    the SDK's BatchSpanProcessor as shipped (queue 2048, batch 512, 5 s delay)
+                          behind AuditSampler; no hash chain (it has no export-side stage)
+  no-loss off             DecisionSpanProcessor with on_full="drop" and no spool: lossy, counted
+  no-loss on              DecisionSpanProcessor as configure() sets it up: backpressure, spool
+
+Per variant (median over rounds): the producer's time per decision (the loop, i.e. what inference
+pays, backpressure included), its overhead over "predict only", decisions recorded per second and
+decisions *delivered* per second (found in the collector's audit files, over the time from the first
+decision until the processor had flushed), and the decisions missing from the audit files.
+(For the recording cost alone, without export, see bench_recorder.py.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from sklearn.linear_model import LogisticRegression
+
+import decisiontrail
+from decisiontrail import stats
+from decisiontrail.recorder import Recorder, RecorderSettings, record_decision, set_recorder
+from decisiontrail.sampling import AuditSampler
+from decisiontrail.store import iter_decisions
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ("predict only", "stock BSP (defaults)", "no-loss off", "no-loss on")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_collector(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    subprocess.run(["bash", str(REPO / "scripts" / "build-binaries.sh")], check=True, stdout=subprocess.DEVNULL)
+    grpc, http, health = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DT_"))} | {
+        "DT_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc}", "DT_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http}",
+        "DT_HEALTH_ENDPOINT": f"127.0.0.1:{health}", "DT_AUDIT_DIR": str(work / "audit"),
+        "DT_QUEUE_DIR": str(work / "queue"), "DT_JAEGER_OTLP_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "DT_METRICS_LEVEL": "none",
+    }
+    log = open(work / "collector.log", "wb")
+    proc = subprocess.Popen([str(REPO / ".cache" / "bin" / "otelcol-decisiontrail"),
+                             f"--config=file:{REPO / 'collector-config' / 'otelcol.yaml'}"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{health}/", timeout=1)
+            return proc, f"http://127.0.0.1:{grpc}"
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                sys.exit("collector did not become healthy")
+            time.sleep(0.1)
+
+
+def setup(variant: str, service: str, endpoint: str, spool: Path) -> tuple[Callable[[], bool], Callable[[], None]]:
+    """Install the recorder of ``variant``; return (flush, close)."""
+    if variant == "stock BSP (defaults)":
+        provider = TracerProvider(resource=Resource.create({"service.name": service}),
+                                  sampler=AuditSampler(ParentBased(ALWAYS_ON)), shutdown_on_exit=False)
+        bsp = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True))
+        provider.add_span_processor(bsp)
+        set_recorder(Recorder(RecorderSettings(), tracer_provider=provider))
+        return (lambda: bsp.force_flush(600_000)), provider.shutdown
+    lossy = variant == "no-loss off"
+    cfg = decisiontrail.configure(endpoint=endpoint, service_name=service, set_global=False,
+                                  spool_dir=False if lossy else spool, on_full="drop" if lossy else None)
+    return (lambda: cfg.force_flush(600_000)), cfg.shutdown
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=50_000)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    logging.getLogger("opentelemetry").setLevel(logging.ERROR)  # BSP warns once per dropped span
+    logging.getLogger("decisiontrail").setLevel(logging.CRITICAL)
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(256, 4))
+    clf = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    rows = [X[i:i + 1] for i in range(256)]
+    work = Path(tempfile.mkdtemp(prefix="bench-no-loss-"))
+    proc, endpoint = start_collector(work)
+    producer: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    elapsed: dict[str, float] = {}  # service -> seconds from first decision to flushed
+    sent: Counter[str] = Counter()
+    spooled: Counter[str] = Counter()
+    services: dict[str, str] = {}
+    try:
+        for r in range(args.rounds):
+            order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]  # rotate: no fixed position
+            for variant in order:
+                if variant == "predict only":
+                    t0 = time.perf_counter()
+                    for i in range(args.n):
+                        int(clf.predict(rows[i & 255])[0])
+                    producer[variant].append((time.perf_counter() - t0) / args.n * 1e6)
+                    continue
+                service = f"bench-{VARIANTS.index(variant)}-{r}"
+                services[service] = variant
+                stats.reset()
+                flush, close = setup(variant, service, endpoint, work / f"spool-{r}")
+                t0 = time.perf_counter()
+                for i in range(args.n):
+                    record_decision("credit", rows[i & 255], int(clf.predict(rows[i & 255])[0]))
+                produced = time.perf_counter() - t0
+                flush()
+                total = time.perf_counter() - t0
+                close()
+                spooled[variant] += stats.snapshot()["spooled"]
+                sent[variant] += args.n
+                producer[variant].append(produced / args.n * 1e6)
+                elapsed[service] = total
+        per_service: Counter[str] = Counter(d.service_name for d in iter_decisions(work / "audit"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        set_recorder(None)
+
+    stored: Counter[str] = Counter()
+    delivered: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for service, variant in services.items():
+        stored[variant] += per_service[service]
+        delivered[variant].append(per_service[service] / elapsed[service])
+    base = statistics.median(producer["predict only"])
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, n={args.n} decisions per burst, "
+          f"{args.rounds} rounds interleaved, medians; collector: real binary, OTLP gRPC")
+    head = (f"{'variant':22} {'µs/decision':>11} {'overhead µs':>11} {'recorded/s':>10} {'delivered/s':>11} "
+            f"{'sent':>8} {'stored':>8} {'lost':>8} {'lost %':>7} {'spooled':>8}")
+    print(head)
+    print("-" * len(head))
+    for v in VARIANTS:
+        p = statistics.median(producer[v])
+        if v == "predict only":
+            print(f"{v:22} {p:11.1f} {'-':>11} {1e6 / p:10,.0f} {'-':>11} {'-':>8} {'-':>8} {'-':>8} {'-':>7} "
+                  f"{'-':>8}")
+            continue
+        lost = sent[v] - stored[v]
+        print(f"{v:22} {p:11.1f} {p - base:11.1f} {1e6 / p:10,.0f} {statistics.median(delivered[v]):11,.0f} "
+              f"{sent[v]:8d} {stored[v]:8d} {lost:8d} {100 * lost / sent[v]:6.1f}% {spooled[v]:8d}")
+
+
+if __name__ == "__main__":
+    main()
