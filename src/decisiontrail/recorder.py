@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from . import stats
+from ._env import env_bool, env_int
 from .conventions import DECISION_EVENT, SCOPE_NAME
 from .conventions import DecisionAttributes as D
 from .conventions import ModelAttributes as M
@@ -57,6 +58,14 @@ class RecorderSettings:
     redaction: RedactionPolicy = field(default_factory=RedactionPolicy)
     model_version: str | None = field(default_factory=default_version)
 
+    @classmethod
+    def from_env(cls) -> RecorderSettings:
+        """Settings from ``DECISIONTRAIL_MAX_CHARS``, ``DECISIONTRAIL_FAIL_CLOSED``, the redaction
+        variables (redaction.py) and ``DECISIONTRAIL_MODEL_VERSION``: what a zero-code process gets."""
+        return cls(max_chars=env_int("DECISIONTRAIL_MAX_CHARS", DEFAULT_MAX_CHARS),
+                   fail_closed=env_bool("DECISIONTRAIL_FAIL_CLOSED", False),
+                   redaction=RedactionPolicy.create())
+
 
 class Recorder:
     # The SDK keeps 128 events per span by default; packed batch events stay well below that.
@@ -66,6 +75,7 @@ class Recorder:
         self.settings = settings or RecorderSettings()
         self.tracer: Tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         self._names: dict[tuple[str, str | None], ModelIdentity] = {}
+        _warn_without_no_loss(tracer_provider or trace.get_tracer_provider())
 
     # -- building ----------------------------------------------------------------------------
     def identity(self, model: Any, version: str | None) -> ModelIdentity:
@@ -279,6 +289,25 @@ def _is_bad_field(exc: TypeError) -> bool:
     return "unexpected keyword argument" in str(exc)
 
 
+def _warn_without_no_loss(provider: Any) -> None:
+    """Log once when an SDK provider has processors but none that keeps decisions (the SDK's
+    BatchSpanProcessor evicts and drops them): set up outside configure() and the configurator."""
+    global _warned_provider
+    active = getattr(provider, "_active_span_processor", None)
+    processors = getattr(active, "_span_processors", None)
+    if _warned_provider or not processors:
+        return
+    from .processing import DecisionSpanProcessor
+
+    if not any(isinstance(p, DecisionSpanProcessor) for p in processors):
+        _warned_provider = True
+        _log.warning("decisiontrail: the TracerProvider has no DecisionSpanProcessor, so its processors may "
+                     "drop decisions under load or during an outage; under opentelemetry-instrument set "
+                     "OTEL_PYTHON_CONFIGURATOR=decisiontrail, in code call decisiontrail.configure("
+                     "tracer_provider=...) (docs/no-loss.md)")
+
+
+_warned_provider = False
 _recorder: Recorder | None = None
 _recorder_lock = threading.Lock()
 
@@ -288,7 +317,7 @@ def get_recorder() -> Recorder:
     if _recorder is None:
         with _recorder_lock:
             if _recorder is None:
-                _recorder = Recorder(RecorderSettings(redaction=RedactionPolicy.create()))
+                _recorder = Recorder(RecorderSettings.from_env())
     return _recorder
 
 

@@ -43,6 +43,8 @@ def service(collector: CollectorProcess, tmp_path: Path) -> Iterator[ManagedProc
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_grpc_endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # export within 0.1 s, so the test polls briefly
+        "OTEL_PYTHON_CONFIGURATOR": "decisiontrail",  # the no-loss processor and the audit sampler
+        "DECISIONTRAIL_SPOOL_DIR": str(tmp_path / "spool"),
         "DECISIONTRAIL_MODEL_NAME": "loan-approval",
         "DECISIONTRAIL_MODEL_VERSION": "1",
         "LOAN_MODEL_PATH": str(tmp_path / "model" / "loan_model.joblib"),
@@ -97,6 +99,8 @@ def test_every_returned_decision_is_audited_with_its_trace(service: ManagedProce
         row = answer.decision_ids.index(did)
         assert d.label == answer.decisions[row]["decision"]
         assert d.input == APPLICATIONS[row if len(answer.decision_ids) > 1 else answers.index(answer)]
+        # Linked into the hash chain: exported by decisiontrail's processor, not the SDK's BatchSpanProcessor.
+        assert isinstance(d.attributes.get("decision.chain.seq"), int), d.attributes
 
     assert collector.jaeger is not None
     for answer in answers:
