@@ -110,19 +110,38 @@ def test_config_files_come_from_collector_config(compose: dict[str, Any]) -> Non
 def test_endpoints_fit_together(compose: dict[str, Any]) -> None:
     services = compose["services"]
     col, jae = services["collector"]["environment"], services["jaeger"]["environment"]
+    internal = {"DT_JAEGER_OTLP_ENDPOINT", "DT_AUDIT_LOOPBACK_ENDPOINT"}  # where the collector sends/loops
     for env in (col, jae):
         for key, value in env.items():
-            if key.endswith("_ENDPOINT") and key != "DT_JAEGER_OTLP_ENDPOINT":
+            if key.endswith("_ENDPOINT") and key not in internal:
                 assert str(value).startswith("0.0.0.0:"), f"{key}={value}: must listen on all interfaces"
+    # The audit queue's loopback hop stays inside the container (default 127.0.0.1:14319), unpublished.
+    loopback = str(col.get("DT_AUDIT_LOOPBACK_ENDPOINT", "127.0.0.1:14319"))
+    assert loopback.startswith("127.0.0.1:"), f"DT_AUDIT_LOOPBACK_ENDPOINT={loopback} must stay on loopback"
+    assert not any(str(p).rsplit(":", 1)[-1] == loopback.rpartition(":")[2] for p in services["collector"]["ports"])
     host, _, port = col["DT_JAEGER_OTLP_ENDPOINT"].rpartition(":")
     assert host == "jaeger" and host in services
     assert jae["JAEGER_OTLP_GRPC_ENDPOINT"].rpartition(":")[2] == port
     published = {str(p).rsplit(":", 1)[-1] for p in services["collector"]["ports"]}
     assert {col["DT_OTLP_GRPC_ENDPOINT"].rpartition(":")[2], col["DT_OTLP_HTTP_ENDPOINT"].rpartition(":")[2]} <= published
     assert any(str(p).endswith(":16686") for p in services["jaeger"]["ports"])
-    audit_dir = PurePosixPath(col["DT_AUDIT_DIR"])
-    assert any(kind == "volume" and (PurePosixPath(t) in audit_dir.parents or PurePosixPath(t) == audit_dir)
-               for kind, _, t in _mounts(services["collector"])), "audit files must land on a named volume"
+    for var in ("DT_AUDIT_DIR", "DT_AUDIT_QUEUE_DIR", "DT_QUEUE_DIR"):
+        directory = PurePosixPath(col[var])
+        assert any(kind == "volume" and (PurePosixPath(t) in directory.parents or PurePosixPath(t) == directory)
+                   for kind, _, t in _mounts(services["collector"])), f"{var}: must be on a named volume"
+
+
+def test_init_container_prepares_the_collector_directories(compose: dict[str, Any]) -> None:
+    """The one-shot init container creates every directory the collector writes (audit files, both
+    queues) on the shared volume and hands them to the collector's uid."""
+    init, col = compose["services"]["collector-data-init"], compose["services"]["collector"]
+    (script,) = [a for a in init["command"] if "mkdir" in a]
+    (mount,) = [t for kind, src, t in _mounts(col) if kind == "volume"]
+    (init_mount,) = [t for kind, src, t in _mounts(init) if kind == "volume"]
+    for var in ("DT_AUDIT_DIR", "DT_AUDIT_QUEUE_DIR", "DT_QUEUE_DIR"):
+        relative = PurePosixPath(col["environment"][var]).relative_to(mount)
+        assert str(PurePosixPath(init_mount) / relative) in script, f"{var}: not created by the init container"
+    assert "chown -R 10001:10001" in script
 
 
 def test_ports_published_on_loopback_only(compose: dict[str, Any]) -> None:

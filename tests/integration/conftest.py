@@ -135,7 +135,11 @@ def collector_factory(binaries: Binaries, tmp_path: Path, request: pytest.Fixtur
 
     ``jaeger``: a :class:`JaegerProcess` to send to, or None for an address where nothing listens
     (Jaeger down: batches wait in the persistent queue). ``env`` overrides any variable (e.g.
-    ``DT_AUDIT_COMPRESSION``); ``overlays`` are extra config files merged after otelcol.yaml.
+    ``DT_AUDIT_COMPRESSION``); ``overlays`` are extra config files merged after otelcol.yaml
+    (relative to the repository, or absolute, e.g. one a test wrote to ``tmp_path``). Each collector
+    gets its own ports, including the internal audit loopback hop (``DT_AUDIT_LOOPBACK_ENDPOINT``),
+    and its own directories; its audit queue is ``queue_dir / "audit"`` unless ``env`` sets
+    ``DT_AUDIT_QUEUE_DIR`` (``env`` may also move ``DT_AUDIT_DIR`` / ``DT_QUEUE_DIR``).
     Collectors stop before any Jaeger of the test (this fixture depends on ``jaeger_factory``), so
     their shutdown can still flush to Jaeger.
     """
@@ -144,7 +148,7 @@ def collector_factory(binaries: Binaries, tmp_path: Path, request: pytest.Fixtur
     def make(jaeger: JaegerProcess | None = None, env: Mapping[str, str] | None = None,
              overlays: Sequence[str | Path] = (), start: bool = True) -> CollectorProcess:
         n = len(started) + 1
-        grpc, http, health, metrics = (free_port() for _ in range(4))
+        grpc, http, health, metrics, loopback = (free_port() for _ in range(5))
         jaeger_address = jaeger.otlp_grpc_address if jaeger is not None else f"127.0.0.1:{free_port()}"
         workdir = tmp_path / f"collector-{n}"
         audit_dir, queue_dir = workdir / "audit", workdir / "queue"
@@ -156,8 +160,12 @@ def collector_factory(binaries: Binaries, tmp_path: Path, request: pytest.Fixtur
             "DT_METRICS_PORT": str(metrics),
             "DT_AUDIT_DIR": str(audit_dir),
             "DT_QUEUE_DIR": str(queue_dir),
+            # DT_AUDIT_QUEUE_DIR is left to its default, queue_dir / "audit" (unless ``env`` sets it)
+            "DT_AUDIT_LOOPBACK_ENDPOINT": f"127.0.0.1:{loopback}",
             "DT_JAEGER_OTLP_ENDPOINT": jaeger_address,
         } | dict(env or {})
+        audit_dir, queue_dir = Path(proc_env["DT_AUDIT_DIR"]), Path(proc_env["DT_QUEUE_DIR"])  # as ``env`` set them
+        audit_queue_dir = Path(proc_env.get("DT_AUDIT_QUEUE_DIR") or queue_dir / "audit")
         argv = [str(binaries.collector), f"--config=file:{COLLECTOR_CONFIG}"]
         argv += [f"--config=file:{Path(o) if Path(o).is_absolute() else REPO / o}" for o in overlays]
         c = CollectorProcess(
@@ -165,6 +173,7 @@ def collector_factory(binaries: Binaries, tmp_path: Path, request: pytest.Fixtur
             log_path=tmp_path / f"collector-{n}.log", health_url=f"http://127.0.0.1:{health}/",
             otlp_grpc_address=f"127.0.0.1:{grpc}", otlp_grpc_endpoint=f"http://127.0.0.1:{grpc}",
             otlp_http_endpoint=f"http://127.0.0.1:{http}", audit_dir=audit_dir, queue_dir=queue_dir,
+            audit_queue_dir=audit_queue_dir, audit_loopback_address=proc_env["DT_AUDIT_LOOPBACK_ENDPOINT"],
             metrics_url=f"http://127.0.0.1:{metrics}/metrics", jaeger_otlp_address=jaeger_address,
             jaeger=jaeger,
         )

@@ -197,7 +197,9 @@ class CollectorProcess(ManagedProcess):
     otlp_grpc_endpoint: str = ""  # "http://127.0.0.1:PORT"
     otlp_http_endpoint: str = ""  # "http://127.0.0.1:PORT"
     audit_dir: Path = Path()
-    queue_dir: Path = Path()
+    queue_dir: Path = Path()       # file_storage/queue: otlp/jaeger's persistent queue
+    audit_queue_dir: Path = Path()  # file_storage/audit: the audit queue (acknowledged, not yet written)
+    audit_loopback_address: str = ""  # "127.0.0.1:PORT": otlp/audit -> otlp/audit-loopback inside the collector
     metrics_url: str = ""         # the collector's own Prometheus metrics
     jaeger_otlp_address: str = ""  # where otlp/jaeger sends
     jaeger: JaegerProcess | None = None
@@ -210,6 +212,27 @@ class CollectorProcess(ManagedProcess):
     def audit_file(self) -> Path:
         """The live audit file (rotated backups sit next to it)."""
         return self.audit_dir / "decisions.json"
+
+    def audit_queue_files(self) -> list[Path]:
+        """The bbolt file(s) of the audit queue (one per exporter using file_storage/audit)."""
+        if not self.audit_queue_dir.is_dir():
+            return []
+        return sorted(f for f in self.audit_queue_dir.iterdir() if f.is_file() and not f.name.startswith("tempdb"))
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """A value of the collector's own Prometheus metrics (``name`` as exposed, e.g.
+        ``otelcol_exporter_queue_size``): the sum of the samples whose labels include ``labels``
+        (e.g. both transports of a receiver); None if there is none."""
+        status, body = http_get(self.metrics_url)
+        if status != 200:
+            raise AssertionError(f"metrics endpoint answered {status}")
+        values = []
+        for line in body.decode().splitlines():
+            if line.startswith((name + "{", name + " ")):
+                head, _, value = line.rpartition(" ")
+                if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                    values.append(float(value))
+        return sum(values) if values else None
 
     @property
     def jaeger_query_url(self) -> str | None:

@@ -168,12 +168,18 @@ def test_jaeger_batches_wait_on_disk_across_a_restart(jaeger_factory: Callable[.
     wait_for(lambda: _jaeger_trace(jaeger, ids["trace"], 2), timeout=30, message="the queued trace in Jaeger")
 
 
-def test_acknowledged_decision_is_in_the_file_before_the_answer(collector: CollectorProcess) -> None:
-    """traces/audit acknowledges after the write (no batch processor): kill -9 right after a
-    successful export loses nothing."""
+def test_acknowledged_decision_survives_kill_9_right_after_the_answer(collector: CollectorProcess,
+                                                                      wait_for: Callable[..., Any]) -> None:
+    """traces/audit acknowledges once the request is fsynced into the audit queue (no batch
+    processor): kill -9 right after a successful export loses nothing; the decision is in the file
+    at once or after the restart, when the queue is delivered (tests/integration/test_audit_queue.py
+    holds it in the queue on purpose)."""
     ids = _send(collector, "grpc", _decision_event(str(uuid.uuid4())))  # returns after the OTLP answer
     collector.kill()
-    assert [s for s in collector.audit_spans() if s["spanId"] == ids["decision"]]
+    collector.start()
+    spans = wait_for(lambda: [s for s in collector.audit_spans() if s["spanId"] == ids["decision"]], timeout=30,
+                     message="the acknowledged decision in the audit file after the restart")
+    assert 1 <= len(spans) <= 2  # at least once; a redelivered queue item may be written twice
 
 
 def test_zstd_audit_files_are_readable(collector_factory: Callable[..., CollectorProcess],
@@ -185,8 +191,13 @@ def test_zstd_audit_files_are_readable(collector_factory: Callable[..., Collecto
     decision_ids = [str(uuid.uuid4()) for _ in range(3)]
     for protocol, decision_id in zip(["grpc", "http", "grpc"], decision_ids):
         _send(collector, protocol, _decision_event(decision_id))
+    wait_for(lambda: collector.audit_file.stat().st_size > 8, message="the audit file")
     assert collector.audit_file.read_bytes()[4:8] == b"\x28\xb5\x2f\xfd", "length prefix + zstd frame"
     records = wait_for(lambda: (r := list(iter_decisions(collector.audit_dir))) and len(r) == 3 and r,
                        message="three decisions read back")
-    assert [r.decision_id for r in records] == decision_ids
-    assert records[0].input == {"income": 52000, "age": 41} and records[0].label == "approve"
+    # Not necessarily in sending order: the audit queue's consumers may write neighbouring requests
+    # in either order (the reader and `verify` do not depend on it).
+    by_id = {r.decision_id: r for r in records}
+    assert sorted(by_id) == sorted(decision_ids)
+    first = by_id[decision_ids[0]]
+    assert first.input == {"income": 52000, "age": 41} and first.label == "approve"

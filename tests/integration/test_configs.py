@@ -1,17 +1,24 @@
-"""Every shipped collector and Jaeger configuration passes the binaries' own `validate` command.
+"""Every shipped collector and Jaeger configuration passes the binaries' own `validate` command,
+and the collector's audit path has the shape the no-loss argument relies on.
 
 `validate` unmarshals the config, runs every component's Validate (the transform processor parses
 its OTTL statements and compiles their regexes there) and checks the pipelines; it does not start
 anything or bind ports. Jaeger v2 is a collector distribution, so it has the same command.
+The structure tests read the YAML itself (with the overlays merged the way the collector merges
+them: maps merged, lists replaced): what `validate` accepts but would lose decisions, e.g. a batch
+processor in an audit pipeline or an audit queue without fsync.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from integration_support import COLLECTOR_CONFIG, JAEGER_CONFIG, REPO, Binaries
 
 pytestmark = pytest.mark.integration
@@ -36,7 +43,9 @@ def test_there_is_something_to_validate() -> None:
     {"DT_AUDIT_COMPRESSION": "zstd"},
     {"DT_METRICS_LEVEL": "none"},
     {"DT_REDACT_DELETE_KEYS": "(?i)^(ssn|dob)$"},
-], ids=["defaults", "zstd", "no-metrics", "custom-delete-keys"])
+    {"DT_QUEUE_DIR": "elsewhere/queue", "DT_AUDIT_QUEUE_DIR": "elsewhere/audit-queue",
+     "DT_AUDIT_LOOPBACK_ENDPOINT": "127.0.0.1:24319"},
+], ids=["defaults", "zstd", "no-metrics", "custom-delete-keys", "queue-dirs-and-loopback"])
 def test_collector_config_validates(binaries: Binaries, env: dict[str, str]) -> None:
     result = _validate(binaries.collector, [COLLECTOR_CONFIG], env)
     assert result.returncode == 0, result.stdout
@@ -72,3 +81,105 @@ def test_jaeger_validate_catches_errors(binaries: Binaries, tmp_path: Path) -> N
     result = _validate(binaries.jaeger, [broken])
     assert result.returncode != 0
     assert "max_tracez" in result.stdout, result.stdout
+
+
+# ------------------------------------------------------------------------------------------ structure
+
+
+def _merge(base: Any, overlay: Any) -> Any:
+    """The collector's merge of several --config files: maps merged key by key, anything else replaced."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        return {k: _merge(base[k], v) if k in base else v for k, v in overlay.items()} | \
+            {k: v for k, v in base.items() if k not in overlay}
+    return overlay
+
+
+def _load(*overlays: Path) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(COLLECTOR_CONFIG.read_text())
+    for o in overlays:
+        config = _merge(config, yaml.safe_load(o.read_text()))
+    return config
+
+
+def _kind(component_id: str) -> str:
+    return component_id.split("/", 1)[0]
+
+
+def _default(value: str) -> str:
+    """The default of a ``${env:VAR:-default}`` value (the value itself when it is a literal)."""
+    m = re.fullmatch(r"\$\{env:\w+:-(.*)\}", value)
+    return m.group(1) if m else value
+
+
+@pytest.mark.parametrize("overlays", [[], *[[o] for o in OVERLAYS]], ids=["main", *[o.name for o in OVERLAYS]])
+def test_audit_path_goes_through_an_fsynced_persistent_queue(overlays: list[Path]) -> None:
+    """otlp -> traces/audit -> otlp/audit (persistent queue on an fsynced file_storage, retried
+    forever, refusing rather than dropping when full) -> loopback -> traces/audit-write -> file/audit,
+    and no batch processor anywhere on that path."""
+    config = _load(*overlays)
+    pipelines: dict[str, dict[str, list[str]]] = config["service"]["pipelines"]
+    exporters, receivers, extensions = config["exporters"], config["receivers"], config["extensions"]
+
+    # The writing side: the only pipeline that feeds file/audit, fed only by the loopback receiver.
+    (write_name,) = [n for n, p in pipelines.items() if "file/audit" in p["exporters"]]
+    write = pipelines[write_name]
+    assert write["receivers"] == ["otlp/audit-loopback"], write
+    assert write.get("processors", []) == [], "no processor between the audit queue and the file"
+    assert write["exporters"] == ["file/audit"]
+    loopback = receivers["otlp/audit-loopback"]["protocols"]
+    assert set(loopback) == {"grpc"}, "the loopback receiver speaks gRPC only"
+    loopback_endpoint = loopback["grpc"]["endpoint"]
+    assert _default(loopback_endpoint).startswith("127.0.0.1:"), loopback_endpoint
+    assert loopback["grpc"]["max_recv_msg_size_mib"] >= receivers["otlp"]["protocols"]["grpc"]["max_recv_msg_size_mib"]
+    for name, p in pipelines.items():
+        if name != write_name:
+            assert "otlp/audit-loopback" not in p["receivers"], f"{name} must not receive the loopback traffic"
+
+    # The intake side: spans with decisions, filtered and redacted, into the audit queue.
+    audit = [n for n, p in pipelines.items() if "filter/audit" in p.get("processors", [])]
+    assert audit == ["traces/audit"], audit
+    intake = pipelines["traces/audit"]
+    assert intake["receivers"] == ["otlp"]
+    assert intake["processors"] == ["memory_limiter", "filter/audit", "transform/redact"]
+    assert "otlp/audit" in intake["exporters"] and "file/audit" not in intake["exporters"]
+    for name in (write_name, "traces/audit"):
+        assert not [c for c in pipelines[name].get("processors", []) if _kind(c) == "batch"], \
+            f"{name}: a batch processor acknowledges before the write"
+
+    queue_exporter = exporters["otlp/audit"]
+    assert queue_exporter["endpoint"] == loopback_endpoint, "otlp/audit must send to the loopback receiver"
+    assert queue_exporter["tls"]["insecure"] is True
+    q = queue_exporter["sending_queue"]
+    assert q["enabled"] is True
+    assert q["block_on_overflow"] is False, "a full queue must answer the sender at once (retryable error)"
+    assert "batch" not in q and not q.get("wait_for_result")
+    assert isinstance(q["queue_size"], int) and q["queue_size"] > 0 and q["num_consumers"] >= 1
+    storage = q["storage"]
+    assert _kind(storage) == "file_storage" and storage in config["service"]["extensions"]
+    store = extensions[storage]
+    assert store["fsync"] is True, "acknowledged means on disk"
+    assert store.get("recreate", False) is False
+    assert "${env:DT_AUDIT_QUEUE_DIR" in store["directory"]
+    other_dirs = [e["directory"] for n, e in extensions.items() if _kind(n) == "file_storage" and n != storage]
+    assert store["directory"] not in other_dirs, "the audit queue has a directory of its own"
+    retry = queue_exporter["retry_on_failure"]
+    assert retry["enabled"] is True and retry["max_elapsed_time"] in ("0s", 0), "retry while queued, never drop"
+
+
+def test_builder_manifest_lists_exactly_the_components_used() -> None:
+    """collector-config/builder-config.yaml builds what otelcol.yaml and the overlays use, nothing else."""
+    manifest = yaml.safe_load((REPO / "collector-config" / "builder-config.yaml").read_text())
+    used: dict[str, set[str]] = {k: set() for k in ("receivers", "processors", "exporters", "extensions")}
+    for config in [yaml.safe_load(COLLECTOR_CONFIG.read_text()), *(yaml.safe_load(o.read_text()) for o in OVERLAYS)]:
+        for section in used:
+            used[section] |= {_kind(c) for c in config.get(section) or {}}
+    # Module path -> component type: the last path element minus its kind suffix (otlpreceiver -> otlp,
+    # filestorage -> file_storage, healthcheckextension -> health_check, memorylimiterprocessor -> memory_limiter).
+    aliases = {"filestorage": "file_storage", "healthcheck": "health_check", "memorylimiter": "memory_limiter"}
+    for section, suffix in (("receivers", "receiver"), ("processors", "processor"), ("exporters", "exporter"),
+                            ("extensions", "extension")):
+        built = set()
+        for entry in manifest.get(section) or []:
+            name = entry["gomod"].split()[0].rsplit("/", 1)[1].removesuffix(suffix)
+            built.add(aliases.get(name, name))
+        assert built == used[section], f"{section}: built {sorted(built)}, used {sorted(used[section])}"

@@ -77,6 +77,11 @@ def audited_predict(model: tuple[LogisticRegression, list[np.ndarray]]) -> Calla
 
 
 def assert_all_stored_once(audit_dir: Path, sent: list[str], scenario: str) -> ReadStats:
+    # The collector acknowledges once a request is in its persistent audit queue; the write to the
+    # audit files follows within moments: wait for it (a missing decision still fails, after 60 s).
+    wanted = set(sent)
+    wait_until(lambda: wanted <= {d.decision_id for d in iter_decisions(audit_dir)} if audit_dir.is_dir() else False,
+               timeout=60, message=f"[{scenario}] every sent decision in the audit files")
     read = ReadStats()
     stored = [d.decision_id for d in iter_decisions(audit_dir, read)]
     assert len(stored) == len(set(stored))
@@ -269,7 +274,9 @@ def test_sampler_that_drops_every_trace(collector_factory, jaeger: JaegerProcess
             request_traces.append(format(request.get_span_context().trace_id, "032x"))
         assert cfg.drain(60_000)
         cfg.shutdown()
-    stored = {d.decision_id: d for d in iter_decisions(collector.audit_dir)}
+    # Acknowledged means in the collector's audit queue; wait until the queue has written all 1800.
+    stored = wait_until(lambda: len(s := {d.decision_id: d for d in iter_decisions(collector.audit_dir)}) >= 1800
+                        and s, timeout=60, message="all 1800 decisions in the audit files")
     audited_ids = [d for d, r in stored.items() if d not in set(ids)]
     assert len(audited_ids) == 600
     assert_all_stored_once(collector.audit_dir, ids + audited_ids, "sampler drops every trace")

@@ -64,3 +64,5 @@ def test_two_collectors_and_jaeger_down(collector_factory: Callable[..., Collect
     wait_for(lambda: _audited(a, span_id), message="decision audited while Jaeger is down")
     assert not b.audit_spans()
     assert any(a.queue_dir.iterdir()), "persistent queue files exist"
+    assert a.audit_queue_files() and b.audit_queue_files(), "each collector has its own audit queue"
+    assert a.audit_queue_dir != b.audit_queue_dir and a.audit_loopback_address != b.audit_loopback_address
