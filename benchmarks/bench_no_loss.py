@@ -25,13 +25,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -50,39 +47,9 @@ from decisiontrail.recorder import Recorder, RecorderSettings, record_decision, 
 from decisiontrail.sampling import AuditSampler
 from decisiontrail.store import iter_decisions
 
-REPO = Path(__file__).resolve().parents[1]
+from _collector import running_collector  # benchmarks/_collector.py
+
 VARIANTS = ("predict only", "stock BSP (defaults)", "no-loss off", "no-loss on")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_collector(work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    subprocess.run(["bash", str(REPO / "scripts" / "build-binaries.sh")], check=True, stdout=subprocess.DEVNULL)
-    grpc, http, health = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DT_"))} | {
-        "DT_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc}", "DT_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http}",
-        "DT_HEALTH_ENDPOINT": f"127.0.0.1:{health}", "DT_AUDIT_DIR": str(work / "audit"),
-        "DT_QUEUE_DIR": str(work / "queue"), "DT_JAEGER_OTLP_ENDPOINT": f"127.0.0.1:{free_port()}",
-        "DT_METRICS_LEVEL": "none",
-    }
-    log = open(work / "collector.log", "wb")
-    proc = subprocess.Popen([str(REPO / ".cache" / "bin" / "otelcol-decisiontrail"),
-                             f"--config=file:{REPO / 'collector-config' / 'otelcol.yaml'}"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{health}/", timeout=1)
-            return proc, f"http://127.0.0.1:{grpc}"
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                sys.exit("collector did not become healthy")
-            time.sleep(0.1)
 
 
 def setup(variant: str, service: str, endpoint: str, spool: Path) -> tuple[Callable[[], bool], Callable[[], None]]:
@@ -113,7 +80,25 @@ def main() -> None:
     clf = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
     rows = [X[i:i + 1] for i in range(256)]
     work = Path(tempfile.mkdtemp(prefix="bench-no-loss-"))
-    proc, endpoint = start_collector(work)
+    with running_collector(work) as collector:
+        run(args, clf, rows, work, collector.grpc_endpoint, collector.audit_dir)
+
+
+def settled_count(audit_dir: Path) -> Counter[str]:
+    """Decisions per service in the audit files, once the collector's queue has written everything:
+    an acknowledged batch is in its persistent queue and reaches the files a moment later."""
+    last: Counter[str] | None = None
+    while True:
+        now: Counter[str] = Counter(d.service_name for d in iter_decisions(audit_dir)) \
+            if audit_dir.is_dir() else Counter()
+        if now == last:
+            return now
+        last = now
+        time.sleep(2.0)
+
+
+def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray], work: Path, endpoint: str,
+        audit_dir: Path) -> None:
     producer: dict[str, list[float]] = {v: [] for v in VARIANTS}
     elapsed: dict[str, float] = {}  # service -> seconds from first decision to flushed
     sent: Counter[str] = Counter()
@@ -144,10 +129,8 @@ def main() -> None:
                 sent[variant] += args.n
                 producer[variant].append(produced / args.n * 1e6)
                 elapsed[service] = total
-        per_service: Counter[str] = Counter(d.service_name for d in iter_decisions(work / "audit"))
+        per_service = settled_count(audit_dir)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
         set_recorder(None)
 
     stored: Counter[str] = Counter()
