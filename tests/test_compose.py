@@ -55,14 +55,16 @@ def _mounts(service: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def test_services_present(compose: dict[str, Any]) -> None:
-    assert {"collector", "jaeger"} <= set(compose["services"])
+    assert {"collector", "jaeger", "loan-service"} <= set(compose["services"])
 
 
 def test_images_pinned_to_versions_env(compose: dict[str, Any]) -> None:
     versions = _versions()
     for name, service in compose["services"].items():
+        if "build" in service:
+            continue  # built here: test_built_services_come_from_examples
         image = service.get("image")
-        assert image, f"service {name} has no image (builds belong to examples/, pinned there)"
+        assert image, f"service {name} has no image"
         repo, sep, tag = image.rpartition(":")
         assert sep and "/" not in tag, f"{name}: image {image} has no tag"
         assert "@" not in image or re.fullmatch(r".+@sha256:[0-9a-f]{64}", image)
@@ -150,6 +152,19 @@ def test_ports_published_on_loopback_only(compose: dict[str, Any]) -> None:
             assert str(p).startswith("127.0.0.1:"), f"{name}: {p} would be reachable from the network"
 
 
-def test_example_service_placeholder_is_commented() -> None:
-    text = COMPOSE.read_text()
-    assert re.search(r"^\s*#\s*inference:", text, re.M), "placeholder for the example inference service"
+def test_built_services_come_from_examples(compose: dict[str, Any]) -> None:
+    """A service built here is an example of the repository, from a pinned base image, sending to the
+    collector of the stack with decisiontrail's no-loss configurator and its spool on a volume."""
+    built = {n: s for n, s in compose["services"].items() if "build" in s}
+    assert set(built) == {"loan-service"}
+    service = built["loan-service"]
+    dockerfile = REPO / service["build"]["context"] / service["build"]["dockerfile"]
+    assert dockerfile.is_file() and dockerfile.parent.is_relative_to(REPO / "examples")
+    (base,) = re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.M)
+    assert re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+[\w.-]*", base), f"{base}: base image not pinned to a release"
+    env = service["environment"]
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].removeprefix("http://").rpartition(":")[0] == "collector"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].rpartition(":")[2] == \
+        compose["services"]["collector"]["environment"]["DT_OTLP_GRPC_ENDPOINT"].rpartition(":")[2]
+    assert env["OTEL_PYTHON_CONFIGURATOR"] == "decisiontrail"
+    assert any(kind == "volume" and target == env["DECISIONTRAIL_SPOOL_DIR"] for kind, _, target in _mounts(service))
