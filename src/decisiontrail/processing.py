@@ -63,8 +63,13 @@ _LOG_INTERVAL = 1.0  # seconds between two "decisions lost" log lines; every los
 
 
 def decision_count(span: ReadableSpan) -> int:
-    attrs = span.attributes
-    n = attrs.get(S.DECISION_COUNT) if attrs else None
+    # The SDK's span keeps its attributes in a BoundedAttributes whose plain dict ``_dict`` reads
+    # without the lock and the generic Mapping.get that ``span.attributes`` goes through: on_end runs
+    # for every span the application ends.
+    attrs = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if attrs is None:
+        attrs = span.attributes or {}
+    n = attrs.get(S.DECISION_COUNT)
     return n if isinstance(n, int) else 0
 
 
