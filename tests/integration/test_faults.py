@@ -120,6 +120,19 @@ def test_burst_of_100k_decisions_faster_than_export(collector_factory, configure
     assert stats.snapshot()["exported"] == 100_000
 
 
+def predict_and_record_for(seconds: float, clf: LogisticRegression, rows: list[np.ndarray],
+                           pause: float = 0.0) -> list[str]:
+    """Predict and record one decision after another for ``seconds``; the decision ids."""
+    ids: list[str] = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        row = rows[len(ids) % ROWS]
+        ids.append(record_decision("credit", row, int(clf.predict(row)[0])))
+        if pause:
+            time.sleep(pause)
+    return ids
+
+
 def test_collector_down_for_20_seconds_mid_run(collector_factory, configured, model) -> None:  # type: ignore[no-untyped-def]
     collector = collector_factory(jaeger=None)
     cfg = configured(collector)
@@ -134,15 +147,9 @@ def test_collector_down_for_20_seconds_mid_run(collector_factory, configured, mo
         collector.start()
         events.append("up")
 
-    ids: list[str] = []
     outage_thread = threading.Thread(target=outage)
-    t0 = time.monotonic()
     outage_thread.start()
-    i = 0
-    while time.monotonic() - t0 < 28:
-        ids.append(record_decision("credit", rows[i % ROWS], int(clf.predict(rows[i % ROWS])[0])))
-        i += 1
-        time.sleep(0.001)
+    ids = predict_and_record_for(28, clf, rows, pause=0.001)
     outage_thread.join()
     assert events == ["down", "up"]
     assert stats.snapshot()["spooled"] > 0, "nothing went through the spool: the outage was not felt"
@@ -155,7 +162,6 @@ def test_collector_killed_with_sigkill_and_restarted(collector_factory, configur
     collector = collector_factory(jaeger=None)
     cfg = configured(collector)
     clf, rows = model
-    ids: list[str] = []
     killed = threading.Event()
 
     def crash() -> None:
@@ -165,12 +171,8 @@ def test_collector_killed_with_sigkill_and_restarted(collector_factory, configur
         collector.start()
 
     crash_thread = threading.Thread(target=crash)
-    t0 = time.monotonic()
     crash_thread.start()
-    i = 0
-    while time.monotonic() - t0 < 8:
-        ids.append(record_decision("credit", rows[i % ROWS], int(clf.predict(rows[i % ROWS])[0])))
-        i += 1
+    ids = predict_and_record_for(8, clf, rows)
     crash_thread.join()
     assert killed.is_set() and collector.starts == 2
     assert cfg.drain(120_000)
