@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import Extracted, classifier_outcome, num_rows, rows_of
+from ._base import Extracted, ModelCallWrapper, Patcher, classes_defined_in, classifier_outcome, num_rows, rows_of
 
 __all__ = ["EXTRACTORS", "batch_of", "input_of"]
 
@@ -105,3 +105,15 @@ EXTRACTORS = {
     "score_samples": score_samples,
 }
 """Method name -> how its call reads as decisions."""
+
+
+def wrap_sklearn_api(module: Any, state: ModelCallWrapper, patcher: Patcher, recorded: tuple[str, ...],
+                     not_decisions: tuple[str, ...]) -> None:
+    """Wrap the scikit-learn-style estimators a library module defines (XGBoost's and LightGBM's
+    sklearn APIs): ``recorded`` methods record decisions, ``not_decisions`` (fit, score) suppress the
+    predicts they make inside."""
+    for cls in classes_defined_in(module):
+        for name in recorded:
+            patcher.wrap_method(cls, name, state.recording(EXTRACTORS[name]))
+        for name in not_decisions:
+            patcher.wrap_method(cls, name, state.suppressing())

@@ -38,8 +38,8 @@ from typing import Any
 
 import wrapt
 
-from .._base import DecisionInstrumentor, Extracted, ModelCallWrapper, Patcher, classes_defined_in
-from .._estimators import EXTRACTORS, batch_of, input_of
+from .._base import DecisionInstrumentor, Extracted, ModelCallWrapper, Patcher
+from .._estimators import batch_of, input_of, wrap_sklearn_api
 from .package import _instruments
 
 __all__ = ["LightGBMInstrumentor"]
@@ -62,13 +62,8 @@ class LightGBMInstrumentor(DecisionInstrumentor):
 
     def _install(self, state: ModelCallWrapper, patcher: Patcher) -> None:
         def on_sklearn_api(module: Any) -> None:
-            if not state.active:  # a hook of an earlier instrument(): hooks cannot be removed
-                return
-            for cls in classes_defined_in(module):
-                for name in SKLEARN_API_RECORDED:
-                    patcher.wrap_method(cls, name, state.recording(EXTRACTORS[name]))
-                for name in SKLEARN_API_NOT_DECISIONS:
-                    patcher.wrap_method(cls, name, state.suppressing())
+            if state.active:  # a hook of an earlier instrument() stays: hooks cannot be removed
+                wrap_sklearn_api(module, state, patcher, SKLEARN_API_RECORDED, SKLEARN_API_NOT_DECISIONS)
 
         def on_basic(module: Any) -> None:
             if state.active:
