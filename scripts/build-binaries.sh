@@ -6,9 +6,11 @@
 #   ${DECISIONTRAIL_CACHE:-${XDG_CACHE_HOME:-~/.cache}/decisiontrail}/
 #     go/mod, go/build   Go module and build caches
 #     tools/builder      the pinned ocb
-#     bin/               otelcol-decisiontrail, jaeger (+ .stamp files naming what they were built from)
-# The clone's .cache/bin is a symlink to that bin/ directory. A binary whose stamp matches the pinned
-# versions (and Go version) is not rebuilt, so the second run takes a second.
+#     bin/               otelcol-decisiontrail-<key>, jaeger-<key>: one file per build input, <key> a
+#                        hash of what it was built from (manifest, go.sum, pins, Go version)
+# The clone's .cache/bin/ holds links named otelcol-decisiontrail and jaeger to the builds its own
+# manifest asks for, so clones on different manifests (branches, CI beside a developer) share the
+# cache without rebuilding over each other; a build that exists is not redone.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,18 +31,19 @@ export GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" GOTOOLCHAIN=local GO
 # for Jaeger). Only these two module prefixes skip the checksum-database lookup.
 export GONOSUMDB=go.opentelemetry.io/collector,github.com/open-telemetry/opentelemetry-collector-contrib
 mkdir -p "$bin" "$cache/tools" "$cache/work" "$root/.cache"
-ln -sfn "$bin" "$root/.cache/bin"
+[ -L "$root/.cache/bin" ] && rm "$root/.cache/bin"   # older layout: the whole directory was a link
+mkdir -p "$root/.cache/bin"
 
 exec 9>"$cache/build.lock"
 flock 9   # two builds at once (parallel CI jobs, a developer and a test) share the cache safely
 
 gover=$(go env GOVERSION)
-fresh() {  # fresh BINARY STAMP: the binary exists and was built from exactly STAMP
-  [ -x "$bin/$1" ] && [ -f "$bin/$1.stamp" ] && [ "$(cat "$bin/$1.stamp")" = "$2" ]
-}
+key() { echo "$1" | sha256sum | cut -c1-16; }
+link() { ln -sfn "$bin/$1" "$root/.cache/bin/$2"; }
 
 otel_stamp="$gover $(cat "$root/collector-config/builder-config.yaml" "$root/collector-config/otelcol.go.sum" | sha256sum | cut -d' ' -f1) $OCB_VERSION"
-if fresh otelcol-decisiontrail "$otel_stamp"; then
+otel_bin="otelcol-decisiontrail-$(key "$otel_stamp")"
+if [ -x "$bin/$otel_bin" ]; then
   echo "otelcol-decisiontrail: up to date"
 else
   start=$SECONDS
@@ -58,13 +61,15 @@ else
   "$cache/tools/builder-$OCB_VERSION" --config "$work.yaml" --skip-compilation --skip-get-modules
   cp "$root/collector-config/otelcol.go.sum" "$work/go.sum"
   (cd "$work" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o otelcol-decisiontrail .)
-  install -m 0755 "$work/otelcol-decisiontrail" "$bin/otelcol-decisiontrail"
-  echo "$otel_stamp" > "$bin/otelcol-decisiontrail.stamp"
+  install -m 0755 "$work/otelcol-decisiontrail" "$bin/$otel_bin.tmp" && mv "$bin/$otel_bin.tmp" "$bin/$otel_bin"
+  echo "$otel_stamp" > "$bin/$otel_bin.stamp"
   echo "otelcol-decisiontrail: built in $((SECONDS - start)) s"
 fi
+link "$otel_bin" otelcol-decisiontrail
 
 jaeger_stamp="$gover $JAEGER_MODULE_VERSION"
-if fresh jaeger "$jaeger_stamp"; then
+jaeger_bin="jaeger-$(key "$jaeger_stamp")"
+if [ -x "$bin/$jaeger_bin" ]; then
   echo "jaeger: up to date"
 else
   start=$SECONDS
@@ -73,7 +78,9 @@ else
   # the build writes only to GOCACHE and -o).
   dir=$(go mod download -json "github.com/jaegertracing/jaeger@$JAEGER_MODULE_VERSION" \
         | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
-  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/jaeger" ./cmd/jaeger)
-  echo "$jaeger_stamp" > "$bin/jaeger.stamp"
+  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/$jaeger_bin.tmp" ./cmd/jaeger)
+  mv "$bin/$jaeger_bin.tmp" "$bin/$jaeger_bin"
+  echo "$jaeger_stamp" > "$bin/$jaeger_bin.stamp"
   echo "jaeger: built in $((SECONDS - start)) s"
 fi
+link "$jaeger_bin" jaeger
