@@ -16,7 +16,9 @@ __all__ = ["register", "run"]
 
 def register(sub: Any) -> None:
     q = sub.add_parser("query", help="find decisions")
-    q.add_argument("--data", required=True, help="audit directory or file (embedded store or collector output)")
+    q.add_argument("--data", required=True, action="append",
+                   help="audit directory or file (embedded store or collector output); repeat it to read "
+                        "several (e.g. every gateway's audit directory) as one store")
     q.add_argument("--model")
     q.add_argument("--version")
     q.add_argument("--label")

@@ -18,7 +18,7 @@ __all__ = ["register", "run", "span_tree"]
 def register(sub: Any) -> None:
     s = sub.add_parser("show", help="one decision by decision id, or all decisions of a trace id")
     s.add_argument("id")
-    s.add_argument("--data", help="audit directory or file")
+    s.add_argument("--data", action="append", help="audit directory or file; repeatable (one store)")
     s.add_argument("--jaeger", help="Jaeger query base URL, e.g. http://127.0.0.1:16686")
     s.set_defaults(func=run)
 

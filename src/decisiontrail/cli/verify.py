@@ -14,7 +14,9 @@ __all__ = ["register", "run"]
 
 def register(sub: Any) -> None:
     v = sub.add_parser("verify", help="check the hash chains (tamper evidence)")
-    v.add_argument("--data", required=True)
+    v.add_argument("--data", required=True, action="append",
+                   help="audit directory or file; repeat it to verify several directories as one store "
+                        "(a chain may span gateways)")
     v.set_defaults(func=run)
 
 

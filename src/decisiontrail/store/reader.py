@@ -19,7 +19,7 @@ import datetime as _dt
 import io
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -176,15 +176,22 @@ class DecisionRecord:
         return {"attributes": self.attributes, "time_unix_nano": self.time_unix_nano}
 
 
-def iter_files(path: str | Path) -> list[Path]:
-    """Audit files under ``path``, oldest first (rotated backups sort before the live file)."""
-    p = Path(path)
-    if p.is_file():
-        return [p]
-    if not p.is_dir():
-        raise FileNotFoundError(f"no audit data at {p}")
-    files = [f for f in p.rglob("*") if f.is_file() and any(s in f.suffixes for s in _SUFFIXES)]
-    return sorted(files, key=lambda f: (f.stat().st_mtime_ns, f.name))
+def _paths(path: str | Path | Sequence[str | Path]) -> list[Path]:
+    return [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+
+
+def iter_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Audit files under ``path`` (a file, a directory, or several of them read as one store: the
+    audit directories of several gateways), oldest first (rotated backups sort before the live file)."""
+    files: list[Path] = []
+    for p in _paths(path):
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            files.extend(f for f in p.rglob("*") if f.is_file() and any(s in f.suffixes for s in _SUFFIXES))
+        else:
+            raise FileNotFoundError(f"no audit data at {p}")
+    return sorted(set(files), key=lambda f: (f.stat().st_mtime_ns, f.name))
 
 
 def _zstd() -> Any:
@@ -239,7 +246,7 @@ def iter_messages(path: Path, stats: ReadStats | None = None) -> Iterator[dict[s
                 yield msg
 
 
-def iter_spans(path: str | Path, stats: ReadStats | None = None) -> Iterator[SpanRecord]:
+def iter_spans(path: str | Path | Sequence[str | Path], stats: ReadStats | None = None) -> Iterator[SpanRecord]:
     for file in iter_files(path):
         for msg in iter_messages(file, stats):
             for rs in msg.get("resourceSpans", []):
@@ -288,7 +295,7 @@ def decisions_of(span: SpanRecord) -> Iterator[DecisionRecord]:
             )
 
 
-def iter_decisions(path: str | Path, stats: ReadStats | None = None, dedup: bool = True) -> Iterator[DecisionRecord]:
+def iter_decisions(path: str | Path | Sequence[str | Path], stats: ReadStats | None = None, dedup: bool = True) -> Iterator[DecisionRecord]:
     """Every decision under ``path``, in file order, each decision id once (with ``dedup``)."""
     stats = stats if stats is not None else ReadStats()
     seen: set[str] = set()
