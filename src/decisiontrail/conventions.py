@@ -82,5 +82,9 @@ class SpanAttributes:
     DECISION_COUNT = "decision.count"
     """Number of ``model.decision`` events on the span. Only spans with decisions carry it, so the
     collector can route audit spans with a plain attribute condition."""
+    AUDIT_RECORDS = "decision.audit.records"
+    """Number of audit records other than decisions on the span: lifecycle records (outcomes,
+    reviews) and chain checkpoints. Such spans are audit spans like decision spans: the processor
+    never drops them and the collector routes them to the audit files."""
     DECISION_AUDIT = "decision.audit"
     """``True`` on the spans decisiontrail opens for decisions; the AuditSampler always samples them."""

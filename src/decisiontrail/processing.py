@@ -63,6 +63,8 @@ _LOG_INTERVAL = 1.0  # seconds between two "decisions lost" log lines; every los
 
 
 def decision_count(span: ReadableSpan) -> int:
+    """Audit records on the span: its decisions (``decision.count``) plus its other audit records
+    (``decision.audit.records``: outcomes, reviews, checkpoints). Every span with one is kept."""
     # The SDK's span keeps its attributes in a BoundedAttributes whose plain dict ``_dict`` reads
     # without the lock and the generic Mapping.get that ``span.attributes`` goes through: on_end runs
     # for every span the application ends.
@@ -70,7 +72,8 @@ def decision_count(span: ReadableSpan) -> int:
     if attrs is None:
         attrs = span.attributes or {}
     n = attrs.get(S.DECISION_COUNT)
-    return n if isinstance(n, int) else 0
+    r = attrs.get(S.AUDIT_RECORDS)
+    return (n if isinstance(n, int) else 0) + (r if isinstance(r, int) else 0)
 
 
 def _decisions(spans: Sequence[ReadableSpan]) -> int:
