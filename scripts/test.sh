@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh machine and runs them:
 #   a virtualenv in .venv with the package and every extra, the collector and Jaeger built from the
-#   Go module proxy (cached per user: scripts/build-binaries.sh), then pytest (unit, instrumentation,
+#   Go module proxy (cached per user: scripts/build-binaries.sh), Debian's chromium for the page tests,
+#   then pytest (unit, instrumentation,
 #   integration against the real binaries) and mypy. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,16 @@ python=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e '.[test]'
 
 bash scripts/build-binaries.sh
+
+# The page tests drive Debian's chromium (never a browser downloaded by a test tool).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "error: the browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+    exit 2
+  fi
+fi
 
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 .venv/bin/python -m mypy
