@@ -10,6 +10,9 @@ does what the stock one does (exporters, resource, id generator, metrics and log
 - the sampler (``OTEL_TRACES_SAMPLER``, default parent-based always-on) is wrapped in
   :class:`~decisiontrail.sampling.AuditSampler`, so spans that carry decisions are recorded and
   exported even when the trace is not sampled;
+- the SDK's OTLP span exporters (gRPC, HTTP) are replaced by decisiontrail's (exporters/otlp.py: the
+  same requests, encoded directly from the spans, capped in bytes), built from the same ``OTEL_*``
+  variables; ``DECISIONTRAIL_EXPORTER=sdk`` keeps the SDK's;
 - each span exporter gets a :class:`~decisiontrail.processing.DecisionSpanProcessor` with the hash
   chain and the local spool, set as in ``configure()`` (``DECISIONTRAIL_SPOOL_DIR``,
   ``DECISIONTRAIL_ON_FULL``, ``DECISIONTRAIL_BLOCK_TIMEOUT_MS``, ``DECISIONTRAIL_FAIL_CLOSED``). With
@@ -37,6 +40,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from .config import DEFAULT_PATH, _default_spool, _env_sampler, build_processor
+from .exporters.factory import fast_equivalent
 from .exporters.file import FileSpanExporter
 from .processing import DecisionSpanProcessor
 from .sampling import AuditSampler
@@ -54,10 +58,15 @@ class ProcessorFactory:
         self.processors: list[DecisionSpanProcessor] = []
 
     def __call__(self, exporter: SpanExporter) -> DecisionSpanProcessor:
+        name = type(exporter).__name__  # names the spool of a second exporter: stable across the swap
+        fast = fast_equivalent(exporter)  # the SDK's OTLP exporter, as decisiontrail's fast one
+        if fast is not None:
+            exporter.shutdown()
+            exporter = fast
         # The SDK builds its resource from the same variables; it does not pass it here.
         resource = self.resource or Resource.create()
         base = Path(os.environ.get("DECISIONTRAIL_SPOOL_DIR") or _default_spool(exporter, resource))
-        where = base if not self.processors else base / re.sub(r"\W+", "_", type(exporter).__name__)
+        where = base if not self.processors else base / re.sub(r"\W+", "_", name)
         processor = build_processor(exporter, resource, spool_dir=where)
         self.processors.append(processor)
         return processor

@@ -5,9 +5,12 @@ Resolution of each setting: argument > environment variable > default.
 - Destination: ``endpoint`` > ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` > ``OTEL_EXPORTER_OTLP_ENDPOINT``
   selects OTLP; without any, the embedded default writes OTLP-JSON lines to ``path`` >
   ``DECISIONTRAIL_PATH`` > ``./decisiontrail-data``.
-- ``protocol``: ``grpc`` or ``http/protobuf`` > ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` >
-  ``OTEL_EXPORTER_OTLP_PROTOCOL`` > ``grpc``. Headers, TLS, timeouts and compression come from the
-  standard ``OTEL_EXPORTER_OTLP_*`` variables, read by the OTLP exporters themselves.
+- ``protocol``: ``grpc``, ``http/protobuf`` or ``http/json`` > ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` >
+  ``OTEL_EXPORTER_OTLP_PROTOCOL`` > ``grpc``. The exporter is decisiontrail's own (exporters/otlp.py:
+  the same OTLP requests, encoded directly; ``DECISIONTRAIL_EXPORTER=sdk`` selects the SDK's).
+  Headers, TLS, timeouts and compression come from the standard ``OTEL_EXPORTER_OTLP_*`` variables
+  (exporters/factory.py); ``max_request_bytes`` > ``DECISIONTRAIL_MAX_REQUEST_BYTES`` > 1,000,000
+  caps each export request.
 - Sampler: ``sampler`` > ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` > parent-based always-on,
   always wrapped in AuditSampler. Resource: ``service_name`` > ``OTEL_SERVICE_NAME`` /
   ``OTEL_RESOURCE_ATTRIBUTES``.
@@ -46,6 +49,7 @@ from ._env import env_bool as _env_bool
 from ._env import env_choice as _env_choice
 from ._env import env_int as _env_int
 from .errors import ConfigurationError
+from .exporters.factory import PROTOCOLS, otlp_exporter, use_fast
 from .exporters.file import FileSpanExporter
 from .models import default_version
 from .processing import ON_FULL_POLICIES, DecisionSpanProcessor
@@ -58,7 +62,7 @@ __all__ = ["configure", "build_processor", "Configuration", "DEFAULT_PATH"]
 
 _log = logging.getLogger(__name__)
 DEFAULT_PATH = "decisiontrail-data"
-_PROTOCOLS = ("grpc", "http/protobuf")
+_PROTOCOLS = PROTOCOLS
 
 
 @dataclass
@@ -102,12 +106,17 @@ def _default_spool(exporter: SpanExporter, resource: Resource) -> Path:
     return Path(DEFAULT_PATH) / "spool" / (re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "_")
 
 
-def _otlp_exporter(endpoint: str, protocol: str, headers: dict[str, str] | None) -> SpanExporter:
+def _otlp_exporter(endpoint: str, protocol: str, headers: dict[str, str] | None,
+                   max_request_bytes: int | None = None) -> SpanExporter:
+    if use_fast():  # decisiontrail's OTLP exporters (exporters/otlp.py); DECISIONTRAIL_EXPORTER=sdk: the SDK's
+        return otlp_exporter(protocol, endpoint, headers, max_request_bytes=max_request_bytes)
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
 
         insecure = endpoint.startswith("http://") or None
         return Grpc(endpoint=endpoint, insecure=insecure, headers=headers)
+    if protocol == "http/json":
+        _log.warning("decisiontrail: the SDK has no http/json exporter; using http/protobuf")
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
 
     if not endpoint.rstrip("/").endswith("/v1/traces"):
@@ -178,6 +187,7 @@ def configure(
     on_full: str | None = None,
     block_timeout_millis: int | None = None,
     processor_options: dict[str, Any] | None = None,
+    max_request_bytes: int | None = None,
 ) -> Configuration:
     """Set up decision recording; see the module docstring for how each setting is resolved."""
     if on_full is not None and on_full not in ON_FULL_POLICIES:
@@ -190,6 +200,8 @@ def configure(
         raise ConfigurationError(f"protocol must be one of {_PROTOCOLS}, not {protocol!r}")
     if max_chars is not None and (not isinstance(max_chars, int) or max_chars < 64):
         raise ConfigurationError(f"max_chars must be an int >= 64, not {max_chars!r}")
+    if max_request_bytes is not None and (not isinstance(max_request_bytes, int) or max_request_bytes < 1024):
+        raise ConfigurationError(f"max_request_bytes must be an int >= 1024, not {max_request_bytes!r}")
     if exporter is not None and (endpoint is not None or path is not None):
         raise ConfigurationError("give an exporter, or an endpoint, or a path: not several")
 
@@ -202,7 +214,7 @@ def configure(
             if proto not in _PROTOCOLS:
                 _log.warning("decisiontrail: OTLP protocol %r not supported; using grpc", proto)
                 proto = "grpc"
-            exporter = _otlp_exporter(endpoint, proto, headers)
+            exporter = _otlp_exporter(endpoint, proto, headers, max_request_bytes)
             destination = endpoint
         else:
             directory = Path(path or os.environ.get("DECISIONTRAIL_PATH") or DEFAULT_PATH)

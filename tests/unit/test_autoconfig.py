@@ -89,6 +89,33 @@ def test_each_exporter_gets_its_own_spool(tmp_path: Path, monkeypatch: pytest.Mo
         second.shutdown()
 
 
+@pytest.mark.parametrize("choice", ["", "sdk"])
+def test_the_sdk_otlp_exporters_become_decisiontrails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       choice: str) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+    from decisiontrail.exporters.otlp_grpc import FastOTLPGrpcExporter
+    from decisiontrail.exporters.otlp_http import FastOTLPHttpExporter
+
+    monkeypatch.setenv("DECISIONTRAIL_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("DECISIONTRAIL_EXPORTER", choice)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4999")
+    factory = ProcessorFactory()
+    grpc, http = factory(Grpc()), factory(Http())
+    try:
+        if choice == "sdk":
+            assert isinstance(grpc.exporter, Grpc) and isinstance(http.exporter, Http)
+        else:
+            assert isinstance(grpc.exporter, FastOTLPGrpcExporter) and grpc.exporter.transport.target == "127.0.0.1:4999"
+            assert isinstance(http.exporter, FastOTLPHttpExporter)
+            assert http.exporter.endpoint == "http://127.0.0.1:4999/v1/traces"
+        assert http.spool is not None and http.spool.directory == tmp_path / "spool" / "OTLPSpanExporter"
+    finally:
+        grpc.shutdown()
+        http.shutdown()
+
+
 def test_a_provider_without_the_no_loss_processor_is_reported_once(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(recorder_module, "_warned_provider", False)

@@ -10,6 +10,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 import decisiontrail
 from decisiontrail import ConfigurationError, record_decision
 from decisiontrail.exporters.file import FileSpanExporter
+from decisiontrail.exporters.otlp_grpc import FastOTLPGrpcExporter
+from decisiontrail.exporters.otlp_http import FastOTLPHttpExporter
 from decisiontrail.recorder import set_recorder
 from decisiontrail.sampling import AuditSampler
 from decisiontrail.store import iter_decisions
@@ -48,7 +50,8 @@ def test_otlp_endpoint_from_standard_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("OTEL_SERVICE_NAME", "scoring")
     cfg = decisiontrail.configure(set_global=False)
     clean_env.append(cfg)
-    assert isinstance(cfg.exporter, GrpcExporter) and cfg.destination == "http://127.0.0.1:4317"
+    assert isinstance(cfg.exporter, FastOTLPGrpcExporter) and cfg.destination == "http://127.0.0.1:4317"
+    assert cfg.exporter.transport.target == "127.0.0.1:4317" and cfg.exporter.transport.insecure
     assert cfg.tracer_provider.resource.attributes["service.name"] == "scoring"
     assert isinstance(cfg.tracer_provider.sampler, AuditSampler)
 
@@ -57,7 +60,33 @@ def test_http_protocol_appends_the_traces_path(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     cfg = decisiontrail.configure(endpoint="http://127.0.0.1:4318", set_global=False)
     clean_env.append(cfg)
-    assert isinstance(cfg.exporter, HttpExporter) and cfg.exporter._endpoint == "http://127.0.0.1:4318/v1/traces"
+    assert isinstance(cfg.exporter, FastOTLPHttpExporter) and cfg.exporter.endpoint == "http://127.0.0.1:4318/v1/traces"
+
+
+def test_exporter_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, clean_env) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "api-key=s3cret,x-tenant=a%20b")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "3")
+    monkeypatch.setenv("DECISIONTRAIL_MAX_REQUEST_BYTES", "500000")
+    cfg = decisiontrail.configure(endpoint="http://127.0.0.1:4318", protocol="http/json", set_global=False)
+    clean_env.append(cfg)
+    exporter = cfg.exporter
+    assert isinstance(exporter, FastOTLPHttpExporter) and exporter.max_request_bytes == 500_000
+    assert exporter.timeout == 3.0 and exporter.transport.headers["api-key"] == "s3cret"
+    assert exporter.transport.headers["x-tenant"] == "a b"
+    assert exporter.transport.content_type == "application/json"
+    cfg2 = decisiontrail.configure(endpoint="http://127.0.0.1:4317", max_request_bytes=4096, set_global=False)
+    clean_env.append(cfg2)
+    assert cfg2.exporter.max_request_bytes == 4096  # type: ignore[attr-defined]
+
+
+def test_the_sdk_exporters_on_request(monkeypatch: pytest.MonkeyPatch, clean_env) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DECISIONTRAIL_EXPORTER", "sdk")
+    cfg = decisiontrail.configure(endpoint="http://127.0.0.1:4317", set_global=False)
+    clean_env.append(cfg)
+    assert isinstance(cfg.exporter, GrpcExporter)
+    cfg = decisiontrail.configure(endpoint="http://127.0.0.1:4318", protocol="http/protobuf", set_global=False)
+    clean_env.append(cfg)
+    assert isinstance(cfg.exporter, HttpExporter)
 
 
 def test_bad_arguments_raise(clean_env) -> None:  # type: ignore[no-untyped-def]

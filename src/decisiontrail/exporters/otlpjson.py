@@ -21,7 +21,10 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-__all__ = ["spans_to_otlp_json", "spans_from_otlp_json", "encode_value", "decode_value", "decode_attributes"]
+from .json_encoder import JsonEncoder
+
+__all__ = ["spans_to_otlp_json", "spans_to_otlp_mapping", "spans_from_otlp_json", "JsonEncoder", "encode_value",
+           "decode_value", "decode_attributes"]
 
 
 def encode_value(v: Any) -> dict[str, Any]:
@@ -111,8 +114,9 @@ def _span(s: ReadableSpan) -> dict[str, Any]:
     return out
 
 
-def spans_to_otlp_json(spans: Sequence[ReadableSpan]) -> str:
-    """One OTLP JSON line (without the newline) for ``spans``, grouped by resource and scope."""
+def spans_to_otlp_mapping(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
+    """The ``ExportTraceServiceRequest`` mapping of ``spans``, grouped by resource and scope: the
+    format's definition. :func:`spans_to_otlp_json` writes its JSON text without building it."""
     by_resource: dict[int, tuple[Any, dict[tuple[str, str | None], list[dict[str, Any]]]]] = {}
     for s in spans:
         res = s.resource
@@ -132,8 +136,16 @@ def spans_to_otlp_json(spans: Sequence[ReadableSpan]) -> str:
             "resource": {"attributes": encode_attributes(res.attributes if res else {})},
             "scopeSpans": scope_spans,
         })
-    return json.dumps({"resourceSpans": resource_spans}, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=True)
+    return {"resourceSpans": resource_spans}
+
+
+_encoder = JsonEncoder()
+
+
+def spans_to_otlp_json(spans: Sequence[ReadableSpan]) -> str:
+    """One OTLP JSON line (without the newline) for ``spans``: ``json.dumps`` of
+    :func:`spans_to_otlp_mapping` (compact, not ASCII-escaped, NaN allowed), character for character."""
+    return _encoder.text(spans)
 
 
 def _context(trace_id: str, span_id: str, flags: int, trace_state: str | None = None) -> SpanContext:

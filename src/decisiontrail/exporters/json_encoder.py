@@ -1,0 +1,202 @@
+"""OTLP JSON written straight from the spans: the text ``json.dumps`` makes of the collector-style
+``ExportTraceServiceRequest`` mapping (otlpjson.py documents the format), without building it.
+
+Building the nested dicts (one per attribute and value) and then dumping them was most of the file
+exporter's and the spool's cost. This encoder concatenates the same text directly: strings through
+the json module's own C string encoder, floats through ``float.__repr__`` (``NaN``/``Infinity`` as
+``json.dumps(allow_nan=True)`` writes them), attribute keys and low-cardinality values kept encoded.
+The tests compare its output with ``json.dumps`` of the mapping, character for character.
+"""
+
+from __future__ import annotations
+
+import base64
+import json.encoder
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+
+__all__ = ["JsonEncoder", "json_value"]
+
+_enc: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+_VALUE_CACHE_KEYS = 256
+_VALUE_CACHE_CHARS = 256
+_INF, _NINF = float("inf"), float("-inf")
+
+
+def _float(v: float) -> str:
+    if v != v:
+        return "NaN"
+    if v == _INF:
+        return "Infinity"
+    if v == _NINF:
+        return "-Infinity"
+    return float.__repr__(v)
+
+
+def json_value(v: Any) -> str:
+    """The OTLP JSON ``AnyValue`` object of ``v`` (otlpjson.encode_value, dumped)."""
+    if isinstance(v, bool):
+        return '{"boolValue":true}' if v else '{"boolValue":false}'
+    if isinstance(v, int):
+        return '{"intValue":"' + int.__repr__(v) + '"}'
+    if isinstance(v, float):
+        return '{"doubleValue":' + _float(v) + "}"
+    if isinstance(v, str):
+        return '{"stringValue":' + _enc(v) + "}"
+    if isinstance(v, bytes):
+        return '{"bytesValue":"' + base64.b64encode(v).decode("ascii") + '"}'
+    if isinstance(v, Mapping):
+        return '{"kvlistValue":{"values":[' + ",".join(
+            '{"key":' + _enc(k) + ',"value":' + json_value(x) + "}" for k, x in v.items()) + "]}}"
+    if isinstance(v, Sequence):
+        return '{"arrayValue":{"values":[' + ",".join(json_value(x) for x in v) + "]}}"
+    return '{"stringValue":' + _enc(str(v)) + "}"
+
+
+def _hex32(n: int) -> str:
+    return '"' + format(n, "032x") + '"'
+
+
+def _hex16(n: int) -> str:
+    return '"' + format(n, "016x") + '"'
+
+
+class JsonEncoder:
+    """Spans to OTLP JSON text (``span_text`` / ``text``) or UTF-8 bytes (``span`` / ``group``, the
+    exporter's Encoder interface). One per writer; used from one thread at a time."""
+
+    def __init__(self, *, wire_flags: bool = False) -> None:
+        # The files keep the trace flags in ``flags`` (0x100 | trace flags); on the wire, OTLP/HTTP
+        # JSON carries what the SDK's exporters send (0x100, | 0x200 for a remote parent).
+        self.wire_flags = wire_flags
+        self._keys: dict[Any, list[Any]] = {}  # key -> ['{"key":…,"value":', {str value: text} or None]
+        self._resources: dict[int, tuple[Resource | None, str]] = {}
+
+    def attributes(self, attrs: Mapping[str, Any] | None) -> str:
+        """The ``[{"key":…,"value":…},…]`` array of ``attrs``."""
+        if not attrs:
+            return "[]"
+        keys = self._keys
+        out = []
+        for k, v in attrs.items():
+            entry = keys.get(k)
+            if entry is None:
+                entry = [ '{"key":' + _enc(k) + ',"value":', {}]
+                if len(keys) < 4096:
+                    keys[k] = entry
+            if type(v) is str:
+                cache = entry[1]
+                if cache is not None:
+                    kv = cache.get(v)
+                    if kv is None:
+                        kv = entry[0] + '{"stringValue":' + _enc(v) + "}}"
+                        if len(v) > _VALUE_CACHE_CHARS or len(cache) >= _VALUE_CACHE_KEYS:
+                            entry[1] = None
+                        else:
+                            cache[v] = kv
+                    out.append(kv)
+                else:
+                    out.append(entry[0] + '{"stringValue":' + _enc(v) + "}}")
+            elif type(v) is float:
+                out.append(entry[0] + '{"doubleValue":' + _float(v) + "}}")
+            else:
+                out.append(entry[0] + json_value(v) + "}")
+        return "[" + ",".join(out) + "]"
+
+    def span_text(self, s: ReadableSpan) -> str:
+        ctx = s.context
+        flags = 0x100 if self.wire_flags else 0x100 | int(ctx.trace_flags)
+        parent = s.parent
+        if parent is not None and parent.is_remote:
+            flags |= 0x200
+        status = s.status
+        code = status.status_code.value
+        parts = ['{"traceId":', _hex32(ctx.trace_id), ',"spanId":', _hex16(ctx.span_id), ',"name":', _enc(s.name),
+                 ',"kind":', str(s.kind.value + 1), ',"startTimeUnixNano":"', str(s.start_time or 0),
+                 '","endTimeUnixNano":"', str(s.end_time or 0), '","attributes":', self.attributes(s.attributes),
+                 ',"flags":', str(flags), ',"status":{"code":', str(code)]
+        if status.description is not None:
+            parts.append(',"message":')
+            parts.append(_enc(status.description))
+        parts.append("}")
+        if parent is not None:
+            parts.append(',"parentSpanId":')
+            parts.append(_hex16(parent.span_id))
+        if ctx.trace_state:
+            parts.append(',"traceState":')
+            parts.append(_enc(ctx.trace_state.to_header()))
+        if s.events:
+            attrs = self.attributes
+            parts.append(',"events":[')
+            parts.append(",".join(['{"timeUnixNano":"' + str(e.timestamp) + '","name":' + _enc(e.name)
+                                   + ',"attributes":' + attrs(e.attributes) + "}" for e in s.events]))
+            parts.append("]")
+        if s.links:
+            parts.append(',"links":[')
+            parts.append(",".join(['{"traceId":' + _hex32(l.context.trace_id) + ',"spanId":'
+                                   + _hex16(l.context.span_id) + ',"attributes":' + self.attributes(l.attributes)
+                                   + "}" for l in s.links]))
+            parts.append("]")
+        dropped = s.dropped_events
+        if dropped:
+            parts.append(',"droppedEventsCount":')
+            parts.append(str(dropped))
+        parts.append("}")
+        return "".join(parts)
+
+    def _resource(self, res: Resource | None) -> str:
+        hit = self._resources.get(id(res))
+        if hit is not None and hit[0] is res:
+            return hit[1]
+        text = '{"resource":{"attributes":' + self.attributes(res.attributes if res else {}) + '},"scopeSpans":['
+        if len(self._resources) > 64:
+            self._resources.clear()
+        self._resources[id(res)] = (res, text)
+        return text
+
+    def _assemble(self, spans: Sequence[ReadableSpan], encoded: Sequence[Any]) -> list[Any]:
+        """The request as a list of header strings and the encoded spans, grouped by resource and
+        scope (name, version) in first-seen order."""
+        by_resource: dict[int, tuple[Resource | None, dict[tuple[str, str | None], list[Any]]]] = {}
+        for s, e in zip(spans, encoded):
+            res = s.resource
+            entry = by_resource.get(id(res))
+            if entry is None:
+                entry = by_resource[id(res)] = (res, {})
+            scope = s.instrumentation_scope
+            key = (scope.name, scope.version) if scope else ("", None)
+            entry[1].setdefault(key, []).append(e)
+        out: list[Any] = ['{"resourceSpans":[']
+        for i, (group_res, scopes) in enumerate(by_resource.values()):
+            out.append(("," if i else "") + self._resource(group_res))
+            for j, ((name, version), items) in enumerate(scopes.items()):
+                head = ("," if j else "") + '{"scope":{"name":' + _enc(name)
+                if version:
+                    head += ',"version":' + _enc(version)
+                out.append(head + '},"spans":[')
+                for k, item in enumerate(items):
+                    if k:
+                        out.append(",")
+                    out.append(item)
+                out.append("]}")
+            out.append("]}")
+        out.append("]}")
+        return out
+
+    def text(self, spans: Sequence[ReadableSpan]) -> str:
+        """One OTLP JSON line (without the newline) for ``spans``."""
+        return "".join(self._assemble(spans, [self.span_text(s) for s in spans]))
+
+    # -- the exporter's Encoder interface (otlp.py): UTF-8 bytes -----------------------------------
+    def span(self, s: ReadableSpan) -> bytes:
+        return self.span_text(s).encode("utf-8", "surrogatepass")
+
+    def group(self, spans: Sequence[ReadableSpan], encoded: Sequence[bytes]) -> bytes:
+        return b"".join(p.encode("utf-8") if isinstance(p, str) else p for p in self._assemble(spans, encoded))
+
+    def overhead(self, s: ReadableSpan) -> int:
+        return len(self._resource(s.resource)) + 64 + len(s.instrumentation_scope.name if s.instrumentation_scope
+                                                           else "")
