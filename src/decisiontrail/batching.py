@@ -4,17 +4,19 @@ A span event per row costs ~300x what sklearn spends per row, so a batch is pack
 holds up to ``chunk_rows`` rows, its input is ``{"columns": [...] | null, "rows": [...]}``, its output
 the list of per-row outputs, and ``decision.label`` / ``decision.score`` are arrays aligned with the
 rows. Readers expand an event back into one decision per row (store/reader.py). A chunk whose text
-would pass the batch size cap is split in two until it fits; a single row that does not fit is cut
-and named in ``decision.truncated``, so nothing is lost without the record saying so.
+would pass the batch size cap is split in two until it fits; a single row that does not fit is
+bounded by its structure (encoding/bounded.py: its large cells replaced by markers, the rest whole,
+``{"columns", "rows"}`` kept) and the replaced paths are named in ``decision.truncated``, so nothing
+is lost without the record saying so. Labels are bounded like every attribute (encoding/attributes.py).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .conventions import DecisionAttributes as D
-from .encoding import canonical_json, sha256_hex, to_jsonable
+from .encoding import Bounded, FieldEncoder, bound_string, canonical_json, sha256_hex, to_jsonable
 
 if TYPE_CHECKING:
     from .recorder import RecorderSettings
@@ -88,12 +90,23 @@ def _labels(values: Sequence[Any] | None, n: int) -> list[str] | None:
     return [v if isinstance(v, str) else str(v) for v in raw]
 
 
+def _bound_labels(labels: list[str] | None, limit: int) -> list[int]:
+    """Cut (in place) the labels longer than ``limit``; the indexes of those cut."""
+    if labels is None or all(len(v) <= limit for v in labels):
+        return []
+    cut = [i for i, v in enumerate(labels) if len(v) > limit]
+    for i in cut:
+        labels[i] = bound_string(labels[i], limit)[0]
+    return cut
+
+
 class BatchEncoder:
     def __init__(self, settings: RecorderSettings, chunk_rows: int = CHUNK_ROWS,
                  max_chars: int = BATCH_MAX_CHARS) -> None:
         self.settings = settings
         self.chunk_rows = chunk_rows
         self.max_chars = max(max_chars, settings.max_chars)
+        self.fields = FieldEncoder(self.max_chars, settings.max_depth)
 
     def _redact_rows(self, columns: list[str] | None, rows: list[Any], redacted: list[str]) -> list[Any]:
         policy = self.settings.redaction
@@ -112,6 +125,18 @@ class BatchEncoder:
             return rows
         return [policy.apply(to_jsonable(r), "input", redacted) if isinstance(r, dict) else r for r in rows]
 
+    def _field(self, c: dict[str, Any], hash_key: str, name: str, truncated: list[str], text: str,
+               value: Callable[[], Any]) -> str:
+        """The stored text of one field of a chunk: whole, or bounded with the full text's hash."""
+        if len(text) <= self.max_chars:  # the export thread hashes the stored text
+            return text
+        encoded = self.fields.of_text(value(), text, name)
+        if not isinstance(encoded, Bounded):
+            return encoded
+        c[hash_key] = sha256_hex(encoded.full)
+        truncated.extend(encoded.cut)
+        return encoded.text
+
     def encode(self, data: Any, outputs: Any, labels: Sequence[Any] | None,
                scores: Sequence[float] | None) -> list[dict[str, Any]]:
         columns, rows = as_rows(data, lazy=not self.settings.redaction.active)
@@ -120,6 +145,7 @@ class BatchEncoder:
         if len(outs) != n:
             raise ValueError(f"{len(outs)} outputs for {n} rows")
         label_list = _labels(labels, n)
+        long_labels = _bound_labels(label_list, self.settings.max_chars)
         score_list = _scores(scores, n)
         redacted: list[str] = []
         rows = self._redact_rows(columns, rows, redacted)
@@ -136,16 +162,14 @@ class BatchEncoder:
                     break
                 size = max(1, size // 2)
             c: dict[str, Any] = {D.BATCH_INDEX: start, D.BATCH_COUNT: end - start}
-            truncated = []
-            if len(text_in) > self.max_chars:  # otherwise the export thread hashes the stored text
-                c[D.INPUT_HASH] = sha256_hex(text_in)
-                text_in, truncated = text_in[: self.max_chars], ["input"]
-            if len(text_out) > self.max_chars:
-                text_out, truncated = text_out[: self.max_chars], truncated + ["output"]
-            c[D.INPUT] = text_in
-            c[D.OUTPUT] = text_out
+            truncated: list[str] = []
+            c[D.INPUT] = self._field(c, D.INPUT_HASH, "input", truncated, text_in,
+                                     lambda: {"columns": columns, "rows": _part(rows, start, end)})
+            c[D.OUTPUT] = self._field(c, D.OUTPUT_HASH, "output", truncated, text_out,
+                                      lambda: _part(outs, start, end))
             if label_list is not None:
                 c[D.LABEL] = label_list[start:end]
+                truncated += [f"{D.LABEL}[{i - start}]" for i in long_labels if start <= i < end]
             if score_list is not None:
                 c[D.SCORE] = score_list[start:end]
             if truncated:

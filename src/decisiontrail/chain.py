@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 
 from .conventions import DECISION_EVENT
 from .conventions import DecisionAttributes as D
-from .encoding import sha256_hex
+from .encoding import is_cut, sha256_hex
 from .ids import new_decision_id
 
 __all__ = ["HashChain", "ChainStage", "chain_hash", "verify", "ChainProblem"]
@@ -33,7 +33,10 @@ _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=Fa
 
 
 def chain_hash(attributes: Mapping[str, Any], time_unix_nano: int) -> str:
-    payload = {k: v for k, v in attributes.items() if k not in _EXCLUDED}
+    # A whole input is covered through its hash; a bounded summary is not what the hash is of, so
+    # the summary itself is chained.
+    cut = is_cut(attributes.get(D.TRUNCATED), "input")
+    payload = {k: v for k, v in attributes.items() if k not in _EXCLUDED or (cut and k == D.INPUT)}
     payload["time_unix_nano"] = time_unix_nano
     return hashlib.sha256(_dumps(payload).encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -143,8 +146,7 @@ def verify(records: Iterable[Mapping[str, Any]]) -> tuple[int, list[ChainProblem
                 problems.append(ChainProblem(cid, seq, did, "previous-hash link broken (reordered or replaced)"))
             if chain_hash(a, int(r["time_unix_nano"])) != a.get(D.CHAIN_HASH):
                 problems.append(ChainProblem(cid, seq, did, "content changed after it was recorded"))
-            truncated = a.get(D.TRUNCATED) or ()
-            if "input" not in truncated and D.INPUT in a and sha256_hex(a[D.INPUT]) != a.get(D.INPUT_HASH):
+            if not is_cut(a.get(D.TRUNCATED), "input") and D.INPUT in a and sha256_hex(a[D.INPUT]) != a.get(D.INPUT_HASH):
                 problems.append(ChainProblem(cid, seq, did, "input does not match decision.input.hash"))
             prev_hash = a.get(D.CHAIN_HASH, "")
             expected = seq + 1

@@ -31,7 +31,7 @@ from .conventions import DECISION_EVENT, SCOPE_NAME
 from .conventions import DecisionAttributes as D
 from .conventions import ModelAttributes as M
 from .conventions import SpanAttributes as S
-from .encoding import DEFAULT_MAX_CHARS, DEFAULT_MAX_DEPTH, canonical_json, sha256_hex, to_jsonable
+from .encoding import DEFAULT_MAX_CHARS, DEFAULT_MAX_DEPTH, FieldEncoder, bound_attribute, sha256_hex, to_jsonable
 from .errors import DecisionLostError, RecordingError
 from .ids import new_decision_id, new_decision_ids, offset_id
 from .batching import BatchEncoder
@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_MAX_KEY = 256  # characters of an attribute name from the application
+FULL_HASH = {D.INPUT: D.INPUT_HASH, D.OUTPUT: D.OUTPUT_HASH, D.EXPLANATION: D.EXPLANATION_HASH}
 F = TypeVar("F", bound=Callable[..., Any])
 AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
 
@@ -75,14 +77,16 @@ class Recorder:
         self.settings = settings or RecorderSettings()
         self.tracer: Tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         self._names: dict[tuple[str, str | None], ModelIdentity] = {}
+        self._fields = FieldEncoder(self.settings.max_chars, self.settings.max_depth)
+        self._identity_cut: dict[ModelIdentity, list[str]] = {}  # identities whose strings were bounded
         _warn_without_no_loss(tracer_provider or trace.get_tracer_provider())
 
     # -- building ----------------------------------------------------------------------------
     def identity(self, model: Any, version: str | None) -> ModelIdentity:
         if isinstance(model, ModelIdentity):  # resolved by the caller (an instrumentor)
             v = version or model.version or self.settings.model_version
-            return model if v == model.version else ModelIdentity(model.name, v, model.framework,
-                                                                   model.artifact_hash)
+            return self._bounded_identity(model if v == model.version else ModelIdentity(
+                model.name, v, model.framework, model.artifact_hash))
         key = (model, version) if isinstance(model, str) else None
         if key is not None:
             found = self._names.get(key)
@@ -92,24 +96,43 @@ class Recorder:
         v = version or ident.version or self.settings.model_version
         if v != ident.version:
             ident = ModelIdentity(ident.name, v, ident.framework, ident.artifact_hash)
+        ident = self._bounded_identity(ident)
         if key is not None and len(self._names) < 4096:
             self._names[key] = ident
         return ident
+
+    def _bounded_identity(self, ident: ModelIdentity) -> ModelIdentity:
+        limit = self.settings.max_chars
+        if len(ident.name) <= limit and len(ident.version or "") <= limit:
+            return ident
+        cut: list[str] = []
+        bounded = ModelIdentity(bound_attribute(M.NAME, ident.name, limit, cut),
+                                bound_attribute(M.VERSION, ident.version, limit, cut),
+                                ident.framework, ident.artifact_hash)
+        if len(self._identity_cut) < 4096:
+            self._identity_cut[bounded] = cut
+        return bounded
+
+    def attribute(self, attrs: dict[str, Any], key: str, value: Any, truncated: list[str]) -> None:
+        """The one way a value the application gave becomes an attribute: bounded, of a valid
+        attribute type (encoding/attributes.py), its path in ``truncated`` when it was cut."""
+        v = bound_attribute(key, value, self.settings.max_chars, truncated)
+        if v is not None:
+            attrs[key] = v
 
     def _encode_into(self, attrs: dict[str, Any], key: str, name: str, value: Any,
                      truncated: list[str], redacted: list[str]) -> None:
         s = self.settings
         if s.redaction.active:
             value = s.redaction.apply(to_jsonable(value, s.max_depth), name, redacted)
-        text = canonical_json(value, s.max_depth)
-        if len(text) > s.max_chars:
-            # The full text is not kept, so its hash is taken now; otherwise the export thread
-            # hashes the stored text (chain.ChainStage), off the recording thread.
-            if key == D.INPUT:
-                attrs[D.INPUT_HASH] = sha256_hex(text)
-            text = text[: s.max_chars]
-            truncated.append(name)
-        attrs[key] = text
+        encoded = self._fields(value, name)
+        if isinstance(encoded, str):
+            attrs[key] = encoded  # whole: the export thread hashes it (chain.ChainStage), off this thread
+            return
+        # A bounded summary: the full text is not kept, so its hash is taken now.
+        attrs[key] = encoded.text
+        attrs[FULL_HASH[key]] = sha256_hex(encoded.full)
+        truncated.extend(encoded.cut)
 
     def build(self, decision_id: str, ident: ModelIdentity, inputs: Any, output: Any, *,
               label: Any = None, score: Any = None, explanation: Any = None,
@@ -117,27 +140,29 @@ class Recorder:
               attributes: Mapping[str, AttributeValue] | None = None) -> dict[str, Any]:
         attrs: dict[str, Any] = ident.attributes()
         attrs[D.ID] = decision_id
-        truncated: list[str] = []
+        truncated: list[str] = list(self._identity_cut.get(ident, ())) if self._identity_cut else []
         redacted: list[str] = []
         self._encode_into(attrs, D.INPUT, "input", inputs, truncated, redacted)
         self._encode_into(attrs, D.OUTPUT, "output", output, truncated, redacted)
         if explanation is not None:
             self._encode_into(attrs, D.EXPLANATION, "explanation", explanation, truncated, redacted)
         if label is not None:
-            attrs[D.LABEL] = label if isinstance(label, str) else str(to_jsonable(label))
+            self.attribute(attrs, D.LABEL, label if isinstance(label, str) else str(to_jsonable(label)), truncated)
         if score is not None:
             f = float(score)
             if math.isfinite(f):  # OTLP JSON has no NaN; a non-finite score stays in the output
                 attrs[D.SCORE] = f
         if reason_codes:
-            attrs[D.REASON_CODES] = [str(c) for c in reason_codes]
+            self.attribute(attrs, D.REASON_CODES, [str(c) for c in reason_codes], truncated)
+        if attributes:
+            for k, v in attributes.items():
+                k = k if isinstance(k, str) and len(k) <= _MAX_KEY else bound_attribute("key", str(k), _MAX_KEY, [])
+                if k not in attrs:
+                    self.attribute(attrs, k, v, truncated)
         if truncated:
             attrs[D.TRUNCATED] = truncated
         if redacted:
             attrs[D.REDACTED] = redacted
-        if attributes:
-            for k, v in attributes.items():
-                attrs.setdefault(k, v)
         return attrs
 
     def _failed(self, decision_id: str, model: Any, exc: BaseException) -> dict[str, Any]:
@@ -151,8 +176,13 @@ class Recorder:
                 model.name if isinstance(model, ModelIdentity) else type(model).__name__)
         except Exception:
             name = "unknown"
-        return {M.NAME: str(name), D.ID: decision_id, D.INPUT: "", D.OUTPUT: "",
-                D.ERROR: f"{type(exc).__name__}: {exc}"[:1000]}
+        cut: list[str] = []
+        attrs: dict[str, Any] = {M.NAME: bound_attribute(M.NAME, str(name), self.settings.max_chars, cut),
+                                 D.ID: decision_id, D.INPUT: "", D.OUTPUT: "",
+                                 D.ERROR: f"{type(exc).__name__}: {exc}"[:1000]}
+        if cut:
+            attrs[D.TRUNCATED] = cut
+        return attrs
 
     # -- emitting ----------------------------------------------------------------------------
     def emit(self, span: Span, attrs: dict[str, Any], decisions: int = 1, validated: bool = True) -> None:
@@ -271,7 +301,7 @@ class Recorder:
             if not span.is_recording():
                 self.lost(decision_id, "its span is not recording (sampled out; configure AuditSampler)")
                 return decision_id
-            self.emit(span, attrs, validated=not fields.get("attributes"))
+            self.emit(span, attrs)  # valid by construction: every value went through attribute()
         finally:
             if own is not None:
                 own.end()

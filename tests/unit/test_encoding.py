@@ -97,12 +97,14 @@ def test_very_deep_structures_are_cut_at_max_depth() -> None:
     assert text.count("[") == 8 and '"<max depth>"' in text
 
 
-def test_huge_payload_is_cut_with_hash_of_the_full_text() -> None:
-    payload = {"rows": list(range(100_000))}
+def test_huge_payload_is_bounded_with_hash_of_the_full_text() -> None:
+    payload = {"rows": list(range(100_000)), "n": 7}
     full = canonical_json(payload)
     enc = encode(payload, max_chars=1000)
-    assert enc.truncated and len(enc.text) == 1000 and full.startswith(enc.text)
-    assert enc.full_hash == sha256_hex(full)
+    stored = json.loads(enc.text)
+    assert enc.truncated and len(enc.text) <= 1000 and stored["n"] == 7
+    assert stored["rows"]["$truncated"] == "list" and stored["rows"]["len"] == 100_000
+    assert enc.full_hash == sha256_hex(full) and enc.cut == ("input.rows",)
     assert not encode({"a": 1}, max_chars=1000).truncated
 
 

@@ -1,31 +1,7 @@
-"""One bounded, deterministic, canonical JSON encoding for decision inputs, outputs and explanations.
+"""Canonical JSON of any Python value: the one text that ``decision.input.hash`` identifies.
 
-Canonical: keys sorted, no whitespace, UTF-8 (not ASCII-escaped); the same value always gives the
-same text, so ``decision.input.hash`` identifies an input. Representations of values JSON lacks:
-
-=====================================  ==========================================================
-value                                  encoded as
-=====================================  ==========================================================
-NaN, +Inf, -Inf                        the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
-numpy / pandas scalars                 the equivalent Python number, bool or string
-numpy arrays                           nested lists
-pandas Series                          object of index -> value
-pandas DataFrame                       list of row objects (column -> value)
-pandas NA / NaT, None                  ``null``
-datetime, date, time, pandas Timestamp ISO 8601 string
-Decimal                                its exact decimal string
-bytes, bytearray, memoryview           ``{"$bytes": "<base64>"}``, longer than 4 KiB: ``{"$bytes_sha256", "$len"}``
-set, frozenset                         list sorted by each element's canonical text
-tuple                                  list
-non-string dict keys                   their canonical text (``1`` -> ``"1"``, ``(1, 2)`` -> ``"[1,2]"``)
-cycle                                  the string ``"<cycle>"``
-nesting deeper than ``max_depth``      the string ``"<max depth>"``
-anything else                          ``"<TypeName: repr>"`` (repr cut to 200 characters), or
-                                       ``"<TypeName>"`` when its ``__repr__`` raises
-=====================================  ==========================================================
-
-Bounded: text longer than ``max_chars`` is cut to its first ``max_chars`` characters (no longer valid
-JSON); the caller marks the field in ``decision.truncated`` and the hash is of the full text.
+Keys sorted, no whitespace, UTF-8 (not ASCII-escaped); the same value always gives the same text.
+The table of representations is in the package docstring (``decisiontrail.encoding``).
 """
 
 from __future__ import annotations
@@ -40,20 +16,15 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, Callable
 
-__all__ = ["Encoded", "encode", "to_jsonable", "canonical_json", "sha256_hex", "DEFAULT_MAX_CHARS"]
+__all__ = ["to_jsonable", "canonical_json", "guarded_dumps", "TooLarge", "sha256_hex", "size_hint",
+           "DEFAULT_MAX_CHARS", "DEFAULT_MAX_DEPTH"]
 
 DEFAULT_MAX_CHARS = 8192
 DEFAULT_MAX_DEPTH = 32
 _MAX_INLINE_BYTES = 4096
 _REPR_LIMIT = 200
-
-
-class Encoded(NamedTuple):
-    text: str  # canonical JSON, possibly cut
-    full_hash: str  # "sha256:<hex>" of the full canonical JSON
-    truncated: bool
 
 
 def _make_dumps(default: Any) -> Any:
@@ -97,12 +68,36 @@ def canonical_json(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> str:
             return str(_dumps_plain(_fallback_repr(value)))
 
 
-def encode(value: Any, max_chars: int = DEFAULT_MAX_CHARS, max_depth: int = DEFAULT_MAX_DEPTH) -> Encoded:
-    text = canonical_json(value, max_depth)
-    full_hash = sha256_hex(text)
-    if len(text) > max_chars:
-        return Encoded(text[:max_chars], full_hash, True)
-    return Encoded(text, full_hash, False)
+class TooLarge(Exception):
+    """Raised by a :func:`guarded_dumps` encoder on an array or frame too large for the cap."""
+
+
+def size_hint(o: Any) -> int:
+    """Element count of a numpy array, pandas object or tensor (0 for anything else): its canonical
+    text has at least about twice as many characters."""
+    if not type(o).__module__.startswith(("numpy", "pandas", "torch")):
+        return 0
+    size = getattr(o, "size", 0)
+    size = size() if callable(size) else size  # torch: Tensor.size() is the shape
+    return size if isinstance(size, int) else 0
+
+
+_guarded: dict[int, Callable[[Any], str]] = {}
+
+
+def guarded_dumps(max_elements: int) -> Callable[[Any], str]:
+    """The canonical fast path, raising :class:`TooLarge` as soon as it meets an array, frame or
+    tensor of more than ``max_elements`` elements, before turning it into text: the bounded encoder
+    then handles that value by its structure instead of formatting millions of floats twice."""
+    found = _guarded.get(max_elements)
+    if found is None:
+        def default(o: Any) -> Any:
+            if size_hint(o) > max_elements:
+                raise TooLarge
+            return _default(o)
+
+        found = _guarded.setdefault(max_elements, _make_dumps(default))
+    return found
 
 
 def _float(x: float) -> float | str:
