@@ -24,6 +24,15 @@ from integration_support import COLLECTOR_CONFIG, JAEGER_CONFIG, REPO, Binaries
 pytestmark = pytest.mark.integration
 
 OVERLAYS = sorted((REPO / "collector-config" / "overlays").glob("*.yaml"))
+AGENT_CONFIG = REPO / "collector-config" / "agent.yaml"
+AGENT_LOADBALANCING = REPO / "collector-config" / "agent-loadbalancing.yaml"
+GATEWAY_OVERLAY = REPO / "collector-config" / "gateway.yaml"
+# The scale-out topology (docs/scale-out.md): each role is the list of files loaded, in order.
+SCALE_OUT = {
+    "agent-kafka": [AGENT_CONFIG],
+    "agent-loadbalancing": [AGENT_CONFIG, AGENT_LOADBALANCING],
+    "gateway-kafka": [COLLECTOR_CONFIG, GATEWAY_OVERLAY],
+}
 
 
 def _validate(binary: Path, configs: list[Path], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -55,6 +64,22 @@ def test_collector_config_validates(binaries: Binaries, env: dict[str, str]) -> 
 def test_collector_overlay_validates(binaries: Binaries, overlay: Path) -> None:
     result = _validate(binaries.collector, [COLLECTOR_CONFIG, overlay])
     assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("role", SCALE_OUT, ids=list(SCALE_OUT))
+def test_scale_out_configs_validate(binaries: Binaries, role: str) -> None:
+    result = _validate(binaries.collector, SCALE_OUT[role])
+    assert result.returncode == 0, result.stdout
+    several = _validate(binaries.collector, SCALE_OUT[role],
+                        {"DT_KAFKA_BROKERS": "127.0.0.1:19092,127.0.0.1:29092",
+                         "DT_GATEWAY_ENDPOINTS": "127.0.0.1:14317,127.0.0.1:24317"})
+    assert several.returncode == 0, several.stdout
+
+
+def test_scale_out_configs_open_with_their_role() -> None:
+    for path in (AGENT_CONFIG, AGENT_LOADBALANCING, GATEWAY_OVERLAY):
+        first = path.read_text().splitlines()[0]
+        assert re.match(r"# (Agent|Gateway) .*(collector|variant)", first), f"{path.name}: {first}"
 
 
 def test_collector_validate_catches_errors(binaries: Binaries, tmp_path: Path) -> None:
@@ -167,10 +192,12 @@ def test_audit_path_goes_through_an_fsynced_persistent_queue(overlays: list[Path
 
 
 def test_builder_manifest_lists_exactly_the_components_used() -> None:
-    """collector-config/builder-config.yaml builds what otelcol.yaml and the overlays use, nothing else."""
+    """collector-config/builder-config.yaml builds what otelcol.yaml, its overlays and the scale-out
+    configs use, nothing else."""
     manifest = yaml.safe_load((REPO / "collector-config" / "builder-config.yaml").read_text())
     used: dict[str, set[str]] = {k: set() for k in ("receivers", "processors", "exporters", "extensions")}
-    for config in [yaml.safe_load(COLLECTOR_CONFIG.read_text()), *(yaml.safe_load(o.read_text()) for o in OVERLAYS)]:
+    configs = [COLLECTOR_CONFIG, *OVERLAYS, AGENT_CONFIG, AGENT_LOADBALANCING, GATEWAY_OVERLAY]
+    for config in (yaml.safe_load(c.read_text()) for c in configs):
         for section in used:
             used[section] |= {_kind(c) for c in config.get(section) or {}}
     # Module path -> component type: the last path element minus its kind suffix (otlpreceiver -> otlp,
@@ -183,3 +210,62 @@ def test_builder_manifest_lists_exactly_the_components_used() -> None:
             name = entry["gomod"].split()[0].rsplit("/", 1)[1].removesuffix(suffix)
             built.add(aliases.get(name, name))
         assert built == used[section], f"{section}: built {sorted(built)}, used {sorted(used[section])}"
+
+
+def _load_files(files: list[Path]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for f in files:
+        config = _merge(config, yaml.safe_load(f.read_text()))
+    return config
+
+
+def _persistent_fsynced_queue(config: dict[str, Any], exporter: dict[str, Any]) -> None:
+    q = exporter["sending_queue"]
+    assert q["enabled"] is True and q["block_on_overflow"] is False and "batch" not in q
+    store = config["extensions"][q["storage"]]
+    assert store["fsync"] is True and store.get("recreate", False) is False
+    assert q["storage"] in config["service"]["extensions"]
+    retry = exporter["retry_on_failure"]
+    assert retry["enabled"] is True and retry["max_elapsed_time"] in ("0s", 0), "retry while queued, never drop"
+
+
+@pytest.mark.parametrize("role", ["agent-kafka", "agent-loadbalancing"])
+def test_agent_acknowledges_only_what_is_in_its_fsynced_queue(role: str) -> None:
+    """The agent: OTLP -> memory limiter -> one exporter with a persistent fsynced queue, no batch
+    processor (it would acknowledge before the queue); Kafka messages keyed by trace id, acknowledged
+    by all replicas; the load balancer routing by trace id, failures reaching that queue."""
+    config = _load_files(SCALE_OUT[role])
+    (pipeline,) = config["service"]["pipelines"].values()
+    assert pipeline["receivers"] == ["otlp"] and pipeline["processors"] == ["memory_limiter"]
+    (name,) = pipeline["exporters"]
+    exporter = config["exporters"][name]
+    _persistent_fsynced_queue(config, exporter)
+    if role == "agent-kafka":
+        assert name == "kafka"
+        assert exporter["traces"]["encoding"] == "otlp_proto" and exporter["partition_traces_by_id"] is True
+        assert exporter["producer"]["required_acks"] == -1
+    else:
+        assert name == "loadbalancing" and exporter["routing_key"] == "traceID"
+        backend = exporter["protocol"]["otlp"]
+        assert backend["sending_queue"]["enabled"] is False and backend["retry_on_failure"]["enabled"] is False, \
+            "a per-gateway in-memory queue would acknowledge before the persistent one"
+
+
+def test_gateway_is_otelcol_reading_kafka_at_least_once() -> None:
+    """The gateway overlay only swaps the intake: Kafka with at-least-once marking in both pipelines,
+    the audit path otherwise exactly otelcol.yaml's."""
+    base, gateway = _load(), _load_files(SCALE_OUT["gateway-kafka"])
+    kafka = gateway["receivers"]["kafka"]
+    assert kafka["message_marking"] == {"after": True, "on_error": False}
+    assert kafka["traces"]["encoding"] == "otlp_proto" and kafka["initial_offset"] == "earliest"
+    assert kafka["error_backoff"]["enabled"] is True and kafka["error_backoff"]["max_elapsed_time"] in ("0s", 0), \
+        "with a time limit a refused message stops its partition for good"
+    agent = _load_files(SCALE_OUT["agent-kafka"])["exporters"]["kafka"]
+    assert kafka["traces"]["topic"] == agent["traces"]["topic"] and kafka["brokers"] == agent["brokers"]
+    for name, pipeline in gateway["service"]["pipelines"].items():
+        expected = base["service"]["pipelines"][name]
+        if expected["receivers"] == ["otlp"]:
+            assert pipeline["receivers"] == ["kafka"], name
+        assert {k: v for k, v in pipeline.items() if k != "receivers"} == \
+            {k: v for k, v in expected.items() if k != "receivers"}, name
+    assert gateway["exporters"] == base["exporters"] and gateway["extensions"] == base["extensions"]
