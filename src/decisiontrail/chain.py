@@ -1,4 +1,7 @@
-"""Tamper evidence: every decision of a process is a link in a hash chain.
+"""Tamper evidence: every audit event of a process is a link in a hash chain.
+
+Audit events are those named in ``conventions.AUDIT_EVENTS``: decisions, outcomes and reviews; what
+follows says "decision" for any of them.
 
 Each decision carries ``decision.chain.id`` (one per recording process), ``decision.chain.seq``
 (1, 2, 3 … without gaps), ``decision.chain.prev`` (the previous link's hash) and
@@ -21,8 +24,9 @@ from typing import Any, Iterable, Mapping
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 
-from .conventions import DECISION_EVENT
+from .conventions import AUDIT_EVENTS
 from .conventions import DecisionAttributes as D
+from .conventions import LifecycleAttributes as L
 from .encoding import is_cut, sha256_hex
 from .ids import new_decision_id
 
@@ -72,7 +76,7 @@ class ChainStage:
         self.chain = chain
 
     def _needs_work(self, span: ReadableSpan) -> bool:
-        return any(e.name == DECISION_EVENT and e.attributes is not None and D.CHAIN_HASH not in e.attributes
+        return any(e.name in AUDIT_EVENTS and e.attributes is not None and D.CHAIN_HASH not in e.attributes
                    for e in span.events)
 
     def __call__(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
@@ -83,7 +87,7 @@ class ChainStage:
                 continue
             events = []
             for e in s.events:
-                if e.name == DECISION_EVENT and e.attributes is not None and D.CHAIN_HASH not in e.attributes:
+                if e.name in AUDIT_EVENTS and e.attributes is not None and D.CHAIN_HASH not in e.attributes:
                     attrs = dict(e.attributes)
                     if D.INPUT in attrs and D.INPUT_HASH not in attrs:
                         attrs[D.INPUT_HASH] = sha256_hex(str(attrs[D.INPUT]))
@@ -98,6 +102,11 @@ class ChainStage:
                 instrumentation_scope=s.instrumentation_scope,
             ))
         return out
+
+
+def _record_key(attributes: Mapping[str, Any]) -> Any:
+    # An outcome or review carries the decision.id of the decision it refers to; its own id tells it apart.
+    return attributes.get(L.RECORD_ID) or attributes.get(D.ID)
 
 
 @dataclass(frozen=True)
@@ -128,7 +137,7 @@ def verify(records: Iterable[Mapping[str, Any]]) -> tuple[int, list[ChainProblem
             continue
         seq = int(a.get(D.CHAIN_SEQ, 0))
         seen = chains.setdefault(cid, {})
-        if seq in seen and seen[seq]["attributes"].get(D.ID) != a.get(D.ID):
+        if seq in seen and _record_key(seen[seq]["attributes"]) != _record_key(a):
             problems.append(ChainProblem(cid, seq, a.get(D.ID), "two different decisions claim this position"))
         seen.setdefault(seq, r)
     checked = 0

@@ -8,10 +8,24 @@ Names follow OpenTelemetry's dotted lower-case style. Official conventions are u
 
 from __future__ import annotations
 
-__all__ = ["DECISION_EVENT", "SCOPE_NAME", "ModelAttributes", "DecisionAttributes", "SpanAttributes"]
+__all__ = ["DECISION_EVENT", "OUTCOME_EVENT", "REVIEW_EVENT", "AUDIT_EVENTS", "REVIEW_ACTIONS", "SCOPE_NAME",
+           "ModelAttributes", "DecisionAttributes", "LifecycleAttributes", "SpanAttributes"]
 
 DECISION_EVENT = "model.decision"
 """Name of the span event (and, later, the log event) that records one decision."""
+
+OUTCOME_EVENT = "model.decision.outcome"
+"""Span event recording what later happened to a past decision (repaid, defaulted, fraud confirmed)."""
+
+REVIEW_EVENT = "model.decision.review"
+"""Span event recording a human review of a past decision (confirm, override, escalate, annotate)."""
+
+AUDIT_EVENTS = (DECISION_EVENT, OUTCOME_EVENT, REVIEW_EVENT)
+"""Names of every audit event: the hash chain links each of them (chain.ChainStage) and verify checks
+them all. Events of other names on an audit span are not part of the trail."""
+
+REVIEW_ACTIONS = ("confirm", "override", "escalate", "annotate")
+"""Allowed values of ``decision.review.action``."""
 
 SCOPE_NAME = "decisiontrail"
 """Instrumentation scope name of every tracer the package creates."""
@@ -81,6 +95,33 @@ class DecisionAttributes:
     """``decision.chain.hash`` of the previous decision in the chain (empty for the first)."""
     CHAIN_HASH = "decision.chain.hash"
     """sha256 over the previous hash and this decision's canonical attributes and timestamp."""
+
+
+class LifecycleAttributes:
+    """Attributes of the ``model.decision.outcome`` and ``model.decision.review`` events. Both also carry
+    ``decision.id`` (the decision they refer to), and the chain fields, ``decision.truncated`` and
+    ``decision.redacted`` as decisions do."""
+
+    RECORD_ID = "decision.record.id"
+    """Unique, time-ordered id (UUIDv7 layout) of this outcome or review record. Required."""
+    OUTCOME_VALUE = "decision.outcome.value"
+    """Canonical JSON of the (redacted) observed outcome: the true label, an amount, an object. Required
+    on outcomes."""
+    OUTCOME_OBSERVED_AT = "decision.outcome.observed_at"
+    """ISO 8601 UTC time at which the outcome was observed, when it differs from the time it is recorded."""
+    OUTCOME_SOURCE = "decision.outcome.source"
+    """Where the outcome comes from (``core-banking``, ``chargeback-feed``)."""
+    REVIEW_REVIEWER = "decision.review.reviewer"
+    """Identity of the human reviewer (a staff id). Required on reviews."""
+    REVIEW_ACTION = "decision.review.action"
+    """``confirm``, ``override``, ``escalate`` or ``annotate``. Required on reviews."""
+    REVIEW_LABEL = "decision.review.label"
+    """The reviewer's label: for an override, the label that replaces the model's."""
+    REVIEW_OUTPUT = "decision.review.output"
+    """Canonical JSON of the (redacted) output the reviewer decided, for an override that changes more
+    than the label."""
+    REVIEW_RATIONALE = "decision.review.rationale"
+    """Why: the reviewer's free text, cut to the size cap."""
 
 
 class SpanAttributes:

@@ -185,18 +185,22 @@ class Recorder:
         return attrs
 
     # -- emitting ----------------------------------------------------------------------------
-    def emit(self, span: Span, attrs: dict[str, Any], decisions: int = 1, validated: bool = True) -> None:
-        """Add one decision event to ``span``. The hash chain and the input hash are applied later,
-        on the export thread (chain.ChainStage), so the recording thread only encodes and appends."""
+    def emit(self, span: Span, attrs: dict[str, Any], decisions: int = 1, validated: bool = True,
+             event: str = DECISION_EVENT) -> None:
+        """Add one decision event to ``span`` (or, with ``event``, another audit event: an outcome or
+        review record, counted in ``decision.audit.records`` instead of ``decision.count``). The hash
+        chain and the input hash are applied later, on the export thread (chain.ChainStage), so the
+        recording thread only encodes and appends."""
         add = getattr(span, "_add_event", None) if validated else None
         if add is not None:
             # The SDK's add_event re-validates every attribute (~0.9 µs each); ours are valid by
             # construction (str, int, float, bool and lists of str/float), so append the Event as is.
-            add(Event(DECISION_EVENT, attrs, time.time_ns()))
+            add(Event(event, attrs, time.time_ns()))
         else:
-            span.add_event(DECISION_EVENT, attrs, time.time_ns())
+            span.add_event(event, attrs, time.time_ns())
+        key = S.DECISION_COUNT if event == DECISION_EVENT else S.AUDIT_RECORDS
         current = getattr(span, "attributes", None)
-        span.set_attribute(S.DECISION_COUNT, (current.get(S.DECISION_COUNT, 0) if current else 0) + decisions)
+        span.set_attribute(key, (current.get(key, 0) if current else 0) + decisions)
         stats.add_local("recorded", decisions)
 
     def has_room(self, span: Span) -> bool:

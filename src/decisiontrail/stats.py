@@ -13,7 +13,7 @@ from opentelemetry import metrics
 __all__ = ["add", "snapshot", "reset", "COUNTERS"]
 
 COUNTERS = {
-    "recorded": "Decision events added to a recording span.",
+    "recorded": "Decisions (and outcome/review records) added to a recording span.",
     "recording_errors": "Decisions that failed to build and were recorded with decision.error.",
     "unrecorded": "Decisions whose span was not recording (sampled out without AuditSampler).",
     "exported": "Decisions whose span the exporter acknowledged.",
