@@ -7,13 +7,16 @@ Public API (one obvious way each):
   is set);
 - :func:`record_decision` records one decision; :func:`audited` and :func:`decision` are the decorator
   and context-manager forms;
+- :func:`record_outcome` and :func:`record_review` record what later happened to a decision and a
+  human's review of it (append-only records bound by decision id);
 - :func:`register_model` names a model object.
 """
 
 from __future__ import annotations
 
 from .config import Configuration, configure
-from .errors import ConfigurationError, DecisionLostError, DecisionTrailError, RecordingError
+from .errors import ConfigurationError, DecisionLostError, DecisionTrailError, InvalidRecordError, RecordingError
+from .lifecycle import record_outcome, record_review
 from .models import register_model
 from .recorder import DecisionHandle, audited, decision, record_decision
 from .sampling import AuditSampler
@@ -27,10 +30,13 @@ __all__ = [
     "audited",
     "decision",
     "DecisionHandle",
+    "record_outcome",
+    "record_review",
     "register_model",
     "AuditSampler",
     "DecisionTrailError",
     "ConfigurationError",
+    "InvalidRecordError",
     "RecordingError",
     "DecisionLostError",
 ]

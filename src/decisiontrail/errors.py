@@ -2,6 +2,8 @@
 
     DecisionTrailError                base of everything raised here
     ├── ConfigurationError            misuse: a bad argument to configure() or a decorator (raised at once)
+    ├── InvalidRecordError            misuse: a bad argument to record_outcome() / record_review() (raised
+    │                                 at once, whatever fail_closed says)
     └── RecordingError                a decision could not be recorded; raised only in fail-closed mode,
         │                             otherwise the failure is logged and counted
         └── DecisionLostError         the decision could not be handed to the export path (fail-closed)
@@ -11,7 +13,7 @@ The user's own exceptions (from the predict function) always propagate untouched
 
 from __future__ import annotations
 
-__all__ = ["DecisionTrailError", "ConfigurationError", "RecordingError", "DecisionLostError"]
+__all__ = ["DecisionTrailError", "ConfigurationError", "InvalidRecordError", "RecordingError", "DecisionLostError"]
 
 
 class DecisionTrailError(Exception):
@@ -20,6 +22,13 @@ class DecisionTrailError(Exception):
 
 class ConfigurationError(DecisionTrailError, ValueError):
     """Raised by configure() and the decorators when an argument is invalid."""
+
+
+class InvalidRecordError(DecisionTrailError, ValueError):
+    """Raised by record_outcome() and record_review() when called wrongly: a decision id that is not a
+    non-empty string, a missing reviewer, an action other than confirm/override/escalate/annotate, an
+    override that says neither label nor output. This is API misuse, not a telemetry failure, so it is
+    raised in every mode; nothing is recorded. A decision id that is unknown here is not an error."""
 
 
 class RecordingError(DecisionTrailError):

@@ -12,7 +12,7 @@ def test_exported_surface() -> None:
     assert sorted(decisiontrail.__all__) == sorted([
         "__version__", "configure", "Configuration", "record_decision", "audited", "decision",
         "DecisionHandle", "register_model", "AuditSampler", "DecisionTrailError", "ConfigurationError",
-        "RecordingError", "DecisionLostError",
+        "RecordingError", "DecisionLostError", "record_outcome", "record_review", "InvalidRecordError",
     ])
     for name in decisiontrail.__all__:
         assert hasattr(decisiontrail, name)
@@ -30,5 +30,7 @@ def test_exception_tree() -> None:
     from decisiontrail import errors
 
     assert issubclass(errors.ConfigurationError, errors.DecisionTrailError)
+    assert issubclass(errors.InvalidRecordError, errors.DecisionTrailError)
+    assert not issubclass(errors.InvalidRecordError, errors.RecordingError)  # misuse, not telemetry failure
     assert issubclass(errors.DecisionLostError, errors.RecordingError)
     assert issubclass(errors.RecordingError, errors.DecisionTrailError)

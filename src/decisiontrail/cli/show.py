@@ -1,5 +1,7 @@
 """``decisiontrail show``: one decision by decision id, or every decision of a trace id, with the
-request's span tree (from the store, or from Jaeger)."""
+request's span tree (from the store, or from Jaeger) and each decision's timeline: the decision, then
+each review (who, when, what, why), then each outcome. Records about a decision id the store does
+not hold are shown with "refers to a decision not found here"."""
 
 from __future__ import annotations
 
@@ -9,10 +11,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ..conventions import DECISION_EVENT, OUTCOME_EVENT, REVIEW_EVENT
+from ..store.lifecycle import NOT_FOUND_HERE, Lifecycle, LifecycleIndex
 from ..store.reader import DecisionRecord, SpanRecord, iter_decisions, iter_spans
 
 
-__all__ = ["register", "run", "span_tree"]
+__all__ = ["register", "run", "span_tree", "timeline"]
+_NOTES = ((DECISION_EVENT, "decision"), (REVIEW_EVENT, "review"), (OUTCOME_EVENT, "outcome"))
 
 
 def register(sub: Any) -> None:
@@ -32,12 +37,40 @@ def span_tree(spans: Sequence[SpanRecord], out: TextIO) -> None:
     def walk(parent: str, depth: int) -> None:
         for s in by_parent.get(parent, []):
             ms = (s.end_time_unix_nano - s.start_time_unix_nano) / 1e6
-            decisions = sum(1 for e in s.events if e.get("name") == "model.decision")
-            note = f"  [{decisions} decision{'s' * (decisions != 1)}]" if decisions else ""
+            counts = [(sum(1 for e in s.events if e.get("name") == name), what) for name, what in _NOTES]
+            note = ", ".join(f"{n} {what}{'s' * (n != 1)}" for n, what in counts if n)
+            note = f"  [{note}]" if note else ""
             out.write(f"{'  ' * depth}- {s.name}  ({s.service_name or '?'}, {ms:.2f} ms, span {s.span_id}){note}\n")
             walk(s.span_id, depth + 1)
 
     walk("", 0)
+
+
+def _short(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def timeline(decision: DecisionRecord | None, life: Lifecycle, out: TextIO) -> None:
+    """The decision, then each review (who, when, what, why), then each outcome, oldest first."""
+    out.write(f"\ntimeline of decision {life.decision_id}\n")
+    if decision is None:
+        out.write(f"  {NOT_FOUND_HERE}\n")
+    else:
+        score = f" (score {decision.score:.4f})" if isinstance(decision.score, (int, float)) else ""
+        model = " ".join(str(v) for v in (decision.model_name, decision.model_version) if v is not None)
+        out.write(f"  {decision.timestamp}  decision  {model} -> {_short(decision.label)}{score}\n")
+    for r in life.reviews:
+        d = r.to_dict()
+        what = d["action"] + "".join(f"; {k} {_short(d[k])}" for k in ("label", "output") if d[k] is not None)
+        why = f"; why: {d['rationale']}" if d["rationale"] else ""
+        out.write(f"  {r.timestamp}  review    by {d['reviewer']}: {what}{why}  [record {r.record_id}]\n")
+    for r in life.outcomes:
+        d = r.to_dict()
+        when = f", observed {d['observed_at']}" if d["observed_at"] else ""
+        source = f", from {d['source']}" if d["source"] else ""
+        out.write(f"  {r.timestamp}  outcome   {_short(d['outcome'])}{when}{source}  [record {r.record_id}]\n")
+    if decision is not None:
+        out.write(f"  effective label: {_short(life.effective_label(decision.label))}\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     decisions: list[DecisionRecord] = []
     spans: list[SpanRecord] = []
     trace_id = ident if is_trace else None
+    index = LifecycleIndex()
     if args.data:
+        index = LifecycleIndex.read(args.data)
         decisions = [d for d in iter_decisions(args.data)
                      if (d.trace_id == ident if is_trace else d.decision_id == args.id.strip())]
         if decisions:
@@ -68,11 +103,18 @@ def run(args: argparse.Namespace) -> int:
             if not decisions:
                 decisions = [d for d in jaeger_decisions if is_trace or d.decision_id == args.id.strip()]
             trace_id = trace_id or (spans[0].trace_id if spans else None)
-    if not decisions and not spans:
+    orphan = None if decisions or is_trace else index.by_decision.get(args.id.strip())
+    if not decisions and not spans and orphan is None:
         print(f"decisiontrail: no decision or trace {args.id}", file=sys.stderr)
         return 1
-    for d in decisions:
+    if orphan is not None:
+        print(f"decision {orphan.decision_id}: {NOT_FOUND_HERE}")
+        timeline(None, orphan, sys.stdout)
+    for d in index.attach(decisions):
         print(json.dumps(d.to_dict(), ensure_ascii=False, indent=2, sort_keys=True))
+    for d in decisions:
+        if not is_trace or d.lifecycle.reviews or d.lifecycle.outcomes:
+            timeline(d, d.lifecycle, sys.stdout)
     if spans:
         print(f"\ntrace {trace_id}: {len(spans)} spans")
         span_tree(spans, sys.stdout)

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from .. import chain
+from ..store.lifecycle import NOT_FOUND_HERE, iter_records
 from ..store.reader import ReadStats, iter_decisions
 
 
@@ -24,14 +25,24 @@ def run(args: argparse.Namespace) -> int:
     stats = ReadStats()
     events: dict[int, dict[str, Any]] = {}  # rows of one packed batch event share its attributes
     rows = 0
+    ids: set[str] = set()
     for d in iter_decisions(args.data, stats):
         rows += 1
+        ids.add(d.decision_id)
         events.setdefault(id(d.attributes), d.chain_view())
+    records = orphans = 0
+    for r in iter_records(args.data, stats):  # outcomes and reviews are links of the same chains
+        records += 1
+        orphans += r.decision_id not in ids
+        events[id(r.attributes)] = r.chain_view()
     checked, problems = chain.verify(events.values())
     for p in problems:
         print(p)
     unchained = len(events) - checked
-    print(f"{rows} decisions in {checked} chained events checked, {len(problems)} problems"
+    print(f"{rows} decisions" + (f" and {records} outcome/review records" if records else "")
+          + f" in {checked} chained events checked, {len(problems)} problems"
           + (f", {unchained} events without chain" if unchained else "")
           + (f", {stats.duplicates} replayed duplicates ignored" if stats.duplicates else ""))
+    if orphans:
+        print(f"{orphans} outcome/review records: {NOT_FOUND_HERE} (recorded all the same)")
     return 1 if problems else 0

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from ..conventions import DECISION_EVENT
 from ..conventions import DecisionAttributes as D
 from ..exporters.otlpjson import encode_value
 from ..ids import decision_id_time_ns
@@ -105,9 +106,11 @@ def list_services(base_url: str, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
 def _has_decision(trace: Mapping[str, Any], decision_id: str) -> bool:
     for span in trace.get("spans") or []:
         for log in span.get("logs") or []:
-            for f in log.get("fields") or []:
-                if f.get("key") == D.ID and f.get("value") == decision_id:
-                    return True
+            fields = log.get("fields") or []
+            # Outcomes and reviews carry the decision.id they refer to: only the decision event counts.
+            if any(f.get("key") == "event" and f.get("value") == DECISION_EVENT for f in fields) and \
+                    any(f.get("key") == D.ID and f.get("value") == decision_id for f in fields):
+                return True
     return False
 
 

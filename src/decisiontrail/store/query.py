@@ -73,6 +73,14 @@ class Query:
     decision_id: str | None = None
     where: Sequence[tuple[str, str]] = field(default_factory=list)
     limit: int | None = None
+    # On the decision's lifecycle (store.lifecycle; None: no condition, and no join needed).
+    effective_label: str | None = None
+    reviewed: bool | None = None
+    has_outcome: bool | None = None
+
+    @property
+    def needs_lifecycle(self) -> bool:
+        return self.effective_label is not None or self.reviewed is not None or self.has_outcome is not None
 
     def matches(self, d: DecisionRecord) -> bool:
         if self.model is not None and d.model_name != self.model:
@@ -89,6 +97,16 @@ class Query:
             return False
         if self.decision_id is not None and d.decision_id != self.decision_id:
             return False
+        if self.needs_lifecycle:
+            life = d.lifecycle
+            if life is None:
+                raise ValueError("lifecycle filters need the decisions joined with their records (LifecycleIndex.attach)")
+            if self.effective_label is not None and not _same(life.effective_label(d.label), self.effective_label):
+                return False
+            if self.reviewed is not None and bool(life.reviews) != self.reviewed:
+                return False
+            if self.has_outcome is not None and bool(life.outcomes) != self.has_outcome:
+                return False
         return all(_same(field_value(d, k), v) for k, v in self.where)
 
     def run(self, decisions: Iterable[DecisionRecord]) -> Iterator[DecisionRecord]:

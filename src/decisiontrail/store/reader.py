@@ -59,6 +59,7 @@ class SpanRecord:
     resource: dict[str, Any]
     scope: str
     status_code: int
+    links: list[tuple[str, str]] = field(default_factory=list)  # (trace id, span id) of each span link
 
     @property
     def service_name(self) -> str | None:
@@ -96,6 +97,8 @@ class DecisionRecord:
     service_name: str | None = None
     row: int | None = None
     _parsed: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # Its outcomes and reviews (store.lifecycle.Lifecycle), once a reader joined them.
+    lifecycle: Any = field(default=None, repr=False, compare=False)
 
     def _field(self, key: str) -> Any:
         if key not in self._parsed:  # shared by all rows of one event: parsed once
@@ -170,6 +173,8 @@ class DecisionRecord:
                 out[k] = self._field(k) if k == D.EXPLANATION else v
         if self.row is not None:
             out[D.BATCH_INDEX] = self.batch_index
+        if self.lifecycle is not None:  # effective_label, outcome, reviews
+            out.update(self.lifecycle.flat(self.label))
         return out
 
     def chain_view(self) -> dict[str, Any]:
@@ -219,8 +224,10 @@ def _length_prefixed(f: BinaryIO, stats: ReadStats) -> Iterator[bytes]:
             stats.bad_lines += 1
 
 
-def iter_messages(path: Path, stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
-    """Each ``ExportTraceServiceRequest`` JSON object in one file."""
+def iter_messages(path: Path, stats: ReadStats | None = None,
+                  contains: Sequence[bytes] | None = None) -> Iterator[dict[str, Any]]:
+    """Each ``ExportTraceServiceRequest`` JSON object in one file; with ``contains``, only those whose
+    text holds one of these byte strings (the others are not parsed: a cheap pass for rare records)."""
     stats = stats or ReadStats()
     stats.files += 1
     with open(path, "rb") as f:
@@ -235,7 +242,7 @@ def iter_messages(path: Path, stats: ReadStats | None = None) -> Iterator[dict[s
             chunks = iter(f)
         for chunk in chunks:
             for line in chunk.splitlines():
-                if not line.strip():
+                if not line.strip() or (contains is not None and not any(c in line for c in contains)):
                     continue
                 try:
                     msg = json.loads(line)
@@ -246,9 +253,10 @@ def iter_messages(path: Path, stats: ReadStats | None = None) -> Iterator[dict[s
                 yield msg
 
 
-def iter_spans(path: str | Path | Sequence[str | Path], stats: ReadStats | None = None) -> Iterator[SpanRecord]:
+def iter_spans(path: str | Path | Sequence[str | Path], stats: ReadStats | None = None,
+               contains: Sequence[bytes] | None = None) -> Iterator[SpanRecord]:
     for file in iter_files(path):
-        for msg in iter_messages(file, stats):
+        for msg in iter_messages(file, stats, contains):
             for rs in msg.get("resourceSpans", []):
                 resource = decode_attributes(rs.get("resource", {}).get("attributes"))
                 for ss in rs.get("scopeSpans", []):
@@ -267,6 +275,7 @@ def iter_spans(path: str | Path | Sequence[str | Path], stats: ReadStats | None 
                             resource=resource,
                             scope=scope,
                             status_code=int(s.get("status", {}).get("code", 0)),
+                            links=[(str(k.get("traceId", "")), str(k.get("spanId", ""))) for k in s.get("links") or []],
                         )
 
 

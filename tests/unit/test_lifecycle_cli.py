@@ -1,0 +1,129 @@
+"""The read side of outcomes and reviews through the real commands: query, show, verify."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import decisiontrail
+from decisiontrail import record_decision, record_outcome, record_review
+from decisiontrail.cli import main
+from decisiontrail.recorder import set_recorder
+
+
+@dataclass
+class Recorded:
+    path: Path
+    denied: str      # overridden to approve, then repaid
+    approved: str    # confirmed, defaulted
+    untouched: str
+    review: str      # the override's record id
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Recorded:
+    cfg = decisiontrail.configure(path=tmp_path / "store", set_global=False)
+    try:
+        denied = record_decision("loan", {"income": 21000}, {"decision": "deny"}, version="2", label="deny")
+        approved = record_decision("loan", {"income": 98000}, {"decision": "approve"}, version="2", label="approve")
+        untouched = record_decision("loan", {"income": 50000}, {"decision": "deny"}, version="2", label="deny")
+        review = record_review(denied, reviewer="alice", action="override", label="approve",
+                               rationale="income verified by phone")
+        record_review(approved, reviewer="bob", action="confirm")
+        record_outcome(denied, "repaid", source="core-banking")
+        record_outcome(approved, "defaulted", observed_at="2027-06-01T00:00:00Z")
+        record_review("not-in-this-store", reviewer="carol", action="annotate", rationale="from the old system")
+        cfg.force_flush()
+    finally:
+        cfg.shutdown()
+        set_recorder(None)
+    return Recorded(tmp_path / "store", denied, approved, untouched, review)
+
+
+def query(r: Recorded, capsys: pytest.CaptureFixture[str], *args: str) -> list[dict]:  # type: ignore[type-arg]
+    code = main(["query", "--data", str(r.path), "--format", "jsonl", *args])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == (0 if rows else 1)
+    return rows
+
+
+def test_query_adds_effective_label_outcome_and_reviews(recorded: Recorded, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = {row["decision_id"]: row for row in query(recorded, capsys)}
+    assert set(rows) == {recorded.denied, recorded.approved, recorded.untouched}  # records are not decisions
+    denied = rows[recorded.denied]
+    assert (denied["label"], denied["effective_label"], denied["outcome"]) == ("deny", "approve", "repaid")
+    [review] = denied["reviews"]
+    assert review["record_id"] == recorded.review
+    assert (review["reviewer"], review["action"], review["rationale"]) == ("alice", "override", "income verified by phone")
+    approved = rows[recorded.approved]
+    assert (approved["effective_label"], approved["outcome"]) == ("approve", "defaulted")
+    untouched = rows[recorded.untouched]
+    assert (untouched["effective_label"], untouched["outcome"], untouched["reviews"]) == ("deny", None, [])
+
+
+def test_lifecycle_filters(recorded: Recorded, capsys: pytest.CaptureFixture[str]) -> None:
+    def ids(*args: str) -> set[str]:
+        return {row["decision_id"] for row in query(recorded, capsys, *args)}
+
+    assert ids("--effective-label", "approve") == {recorded.denied, recorded.approved}
+    assert ids("--label", "approve") == {recorded.approved}
+    assert ids("--reviewed") == {recorded.denied, recorded.approved}
+    assert ids("--no-reviewed") == {recorded.untouched}
+    assert ids("--has-outcome", "--effective-label", "approve", "--label", "deny") == {recorded.denied}
+    assert ids("--no-has-outcome") == {recorded.untouched}
+    assert ids("--where", "outcome=defaulted") == {recorded.approved}
+
+
+def test_show_prints_the_timeline(recorded: Recorded, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", recorded.denied, "--data", str(recorded.path)]) == 0
+    out = capsys.readouterr().out
+    timeline = out[out.index(f"timeline of decision {recorded.denied}"):].splitlines()
+    assert "decision  loan 2 -> deny" in timeline[1]
+    assert "review    by alice: override; label approve; why: income verified by phone" in timeline[2]
+    assert f"[record {recorded.review}]" in timeline[2]
+    assert "outcome   repaid, from core-banking" in timeline[3]
+    assert timeline[4] == "  effective label: approve"
+    assert "[1 decision]" in out
+
+
+def test_show_a_record_about_a_decision_not_found_here(recorded: Recorded, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "not-in-this-store", "--data", str(recorded.path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("decision not-in-this-store: refers to a decision not found here")
+    assert "by carol: annotate; why: from the old system" in out
+    assert main(["show", "nothing-at-all", "--data", str(recorded.path)]) == 1
+
+
+def test_verify_passes_with_records_and_catches_an_edited_review(recorded: Recorded,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "--data", str(recorded.path)]) == 0
+    out = capsys.readouterr().out
+    assert "3 decisions and 5 outcome/review records in 8 chained events checked, 0 problems" in out
+    assert "1 outcome/review records: refers to a decision not found here" in out
+    [file] = recorded.path.glob("*.jsonl")
+    text = file.read_text()
+    assert text.count("income verified by phone") == 1
+    file.write_text(text.replace("income verified by phone", "income not verified"))
+    assert main(["verify", "--data", str(recorded.path)]) == 1
+    out = capsys.readouterr().out
+    assert f"({recorded.denied}): content changed after it was recorded" in out
+    assert "1 problems" in out
+
+
+def test_verify_catches_a_removed_review(recorded: Recorded, capsys: pytest.CaptureFixture[str]) -> None:
+    [file] = recorded.path.glob("*.jsonl")
+    lines = file.read_text().splitlines()
+    assert len(lines) == 1  # one export: drop the review's span from the message
+    msg = json.loads(lines[0])
+    spans = msg["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    kept = [s for s in spans if not any(e["name"] == "model.decision.review" and
+                                        any(a["value"].get("stringValue") == "alice" for a in e["attributes"])
+                                        for e in s.get("events", []))]
+    assert len(kept) == len(spans) - 1
+    msg["resourceSpans"][0]["scopeSpans"][0]["spans"] = kept
+    file.write_text(json.dumps(msg) + "\n")
+    assert main(["verify", "--data", str(recorded.path)]) == 1
+    assert "missing decisions at seq" in capsys.readouterr().out
