@@ -1,4 +1,5 @@
-"""Loan approval over HTTP: a scikit-learn model behind Flask, audited with no decisiontrail code.
+"""Loan approval over HTTP: a scikit-learn model behind Flask, its decisions audited with no
+decisiontrail code, and what happens to them later recorded through decisiontrail's API.
 
 Run it under ``opentelemetry-instrument`` (see README.md): OpenTelemetry's Flask instrumentation
 opens a span per request, decisiontrail's scikit-learn instrumentation records every
@@ -11,6 +12,14 @@ service reads its trace id from the OpenTelemetry API and returns it with the de
                   or {"applications": [{...}, {...}]}
     -> 200 {"decisions": [{"decision": "approve", "approval_probability": 0.81}], "trace_id": "..."}
        decision-id: <one id per application>
+    POST /decisions/<decision id>/outcome   {"outcome": "repaid", "observed_at": "2027-06-01T00:00:00Z",
+                                             "source": "core-banking"}
+    POST /decisions/<decision id>/review    {"action": "override", "label": "approve",
+                                             "rationale": "income verified by phone"}
+                  the reviewer is the value of the ``X-Reviewer`` header (``REVIEWER_HEADER`` names
+                  another, e.g. the user header an authenticating proxy in front sets), never the body
+    -> 201 {"record_id": "...", "decision_id": "..."}; 400 on a bad call, 401 without a reviewer.
+       Both also take "trace_id" and "span_id" of the decision's span, to link the record to it.
     GET  /health  -> 200 "ok"
 
 The model is loaded from ``LOAN_MODEL_PATH`` (default: loan_model.joblib next to this file); when
@@ -26,6 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import decisiontrail
 import joblib
 import numpy as np
 import pandas as pd
@@ -36,6 +46,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 FEATURES = ["income", "debt_ratio", "credit_history_years", "loan_amount", "late_payments"]
+REVIEWER_HEADER = os.environ.get("REVIEWER_HEADER", "X-Reviewer")
 MODEL_PATH = Path(os.environ.get("LOAN_MODEL_PATH") or Path(__file__).with_name("loan_model.joblib"))
 
 
@@ -87,6 +98,33 @@ def decide() -> Any:
                  for row in proba]
     trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
     return {"decisions": decisions, "trace_id": trace_id}
+
+
+def _record(decision_id: str, call: Any) -> Any:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return {"error": "send a JSON object"}, 400
+    try:
+        record_id = call(body, {k: body[k] for k in ("trace_id", "span_id") if k in body})
+    except (decisiontrail.InvalidRecordError, KeyError) as exc:
+        return {"error": str(exc) if not isinstance(exc, KeyError) else f"missing {exc}"}, 400
+    return {"record_id": record_id, "decision_id": decision_id}, 201
+
+
+@app.post("/decisions/<decision_id>/outcome")
+def outcome(decision_id: str) -> Any:
+    return _record(decision_id, lambda body, link: decisiontrail.record_outcome(
+        decision_id, body["outcome"], observed_at=body.get("observed_at"), source=body.get("source"), **link))
+
+
+@app.post("/decisions/<decision_id>/review")
+def review(decision_id: str) -> Any:
+    reviewer = request.headers.get(REVIEWER_HEADER, "").strip()
+    if not reviewer:
+        return {"error": f"the {REVIEWER_HEADER} header names the reviewer"}, 401
+    return _record(decision_id, lambda body, link: decisiontrail.record_review(
+        decision_id, reviewer=reviewer, action=body.get("action"), label=body.get("label"),
+        output=body.get("output"), rationale=body.get("rationale"), **link))
 
 
 @app.get("/health")

@@ -1,11 +1,14 @@
 """The example loan service, unmodified, under ``opentelemetry-instrument``: every decision id it
-returns is in the real collector's audit files with the response's trace id, and the trace is in Jaeger."""
+returns is in the real collector's audit files with the response's trace id, and the trace is in Jaeger;
+outcomes and reviews posted to it land in the same audit files, chained, and read back joined."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +18,7 @@ from typing import Any
 import pytest
 from integration_support import REPO, CollectorProcess, ManagedProcess, free_port, wait_until
 
+from decisiontrail.store.lifecycle import LifecycleRecord, iter_records
 from decisiontrail.store.reader import DecisionRecord, iter_decisions
 
 APP = REPO / "examples" / "loan_service" / "app.py"
@@ -116,3 +120,81 @@ def test_every_returned_decision_is_audited_with_its_trace(service: ManagedProce
 def test_a_request_without_decisions_has_no_decision_header(service: ManagedProcess) -> None:
     with urllib.request.urlopen(service.health_url, timeout=10) as resp:
         assert resp.status == 200 and resp.headers.get("decision-id") is None
+
+
+def call(service: ManagedProcess, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(service.health_url.replace("/health", path), data=json.dumps(body).encode(),
+                                 method="POST", headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "decisiontrail.cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_outcomes_and_reviews_over_http_reach_the_audit_files_chained(service: ManagedProcess,
+                                                                      collector: CollectorProcess) -> None:
+    # Not APPLICATIONS[0]: its approval probability's 16 digits look like a card number to the collector's
+    # transform/redact, which masks them, and verify then flags that decision (by design, see otelcol.yaml).
+    answer = post(service, {"applications": APPLICATIONS[1:]})
+    first, second = answer.decision_ids
+    model_label = answer.decisions[0]["decision"]
+    new_label = "deny" if model_label == "approve" else "approve"
+    status, reviewed = call(service, f"/decisions/{first}/review",
+                            {"action": "override", "label": new_label, "rationale": "income checked by phone",
+                             "reviewer": "mallory"},  # a reviewer in the body is not who reviewed
+                            {"X-Reviewer": "u-4711"})
+    assert status == 201 and reviewed["decision_id"] == first, reviewed
+    status, observed = call(service, f"/decisions/{first}/outcome",
+                            {"outcome": "repaid", "source": "core-banking", "trace_id": answer.trace_id,
+                             "span_id": "00f067aa0ba902b7"})
+    assert status == 201, observed
+    status, unknown = call(service, "/decisions/not-from-here/review", {"action": "annotate"}, {"X-Reviewer": "u-1"})
+    assert status == 201
+    # Bad calls: a clear answer, nothing recorded.
+    assert call(service, f"/decisions/{second}/review", {"action": "confirm"})[0] == 401
+    status, error = call(service, f"/decisions/{second}/review", {"action": "approve"}, {"X-Reviewer": "u-4711"})
+    assert status == 400 and "must be one of confirm, override, escalate, annotate" in error["error"]
+    assert call(service, f"/decisions/{second}/outcome", {"source": "x"})[0] == 400
+
+    wanted = {reviewed["record_id"], observed["record_id"], unknown["record_id"]}
+
+    def records() -> dict[str, LifecycleRecord] | None:
+        found = {r.record_id: r for r in iter_records(collector.audit_dir)} if collector.audit_dir.is_dir() else {}
+        return found if wanted <= set(found) else None
+
+    found = wait_until(records, timeout=30, message=lambda: f"the records in the audit files; service log:\n"
+                                                            f"{service.output(4000)}")
+    assert len(found) == 3  # the bad calls recorded nothing
+    review, outcome = found[reviewed["record_id"]], found[observed["record_id"]]
+    assert review.decision_id == first and review.attributes["decision.review.reviewer"] == "u-4711"
+    assert review.service_name == "loan-service" and isinstance(review.attributes["decision.chain.seq"], int)
+    assert outcome.links == [(answer.trace_id, "00f067aa0ba902b7")]
+    assert review.trace_id != answer.trace_id  # the review's own request trace, linked or not
+
+    def joined() -> dict[str, Any] | None:
+        p = cli("query", "--data", str(collector.audit_dir), "--format", "jsonl", "--reviewed")
+        rows = [json.loads(line) for line in p.stdout.splitlines()]
+        return rows[0] if rows and rows[0]["outcome"] == "repaid" else None
+
+    row = wait_until(joined, timeout=30, message="the joined decision")
+    assert row["decision_id"] == first and row["label"] == model_label and row["effective_label"] == new_label
+    assert [r["rationale"] for r in row["reviews"]] == ["income checked by phone"]
+    show = cli("show", "not-from-here", "--data", str(collector.audit_dir))
+    assert "refers to a decision not found here" in show.stdout and "by u-1: annotate" in show.stdout
+    decision = next(d for d in iter_decisions(collector.audit_dir) if d.decision_id == first)
+    assert "decision.collector.redacted" not in decision.attributes, decision.attributes
+    verify = cli("verify", "--data", str(collector.audit_dir))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "and 3 outcome/review records in" in verify.stdout and ", 0 problems" in verify.stdout
+    # Someone who can write the audit files softens the review: verify says which record changed.
+    text = collector.audit_file.read_text()
+    assert "income checked by phone" in text  # (twice if the collector's queue replayed the request)
+    collector.audit_file.write_text(text.replace("income checked by phone", "income not checked"))
+    verify = cli("verify", "--data", str(collector.audit_dir))
+    assert verify.returncode == 1 and f"({first}): content changed after it was recorded" in verify.stdout, verify.stdout
