@@ -107,6 +107,8 @@ class LifecycleAttributes:
     OUTCOME_VALUE = "decision.outcome.value"
     """Canonical JSON of the (redacted) observed outcome: the true label, an amount, an object. Required
     on outcomes."""
+    OUTCOME_HASH = "decision.outcome.hash"
+    """``sha256:<hex>`` of the full canonical JSON of the outcome; set when the outcome was bounded."""
     OUTCOME_OBSERVED_AT = "decision.outcome.observed_at"
     """ISO 8601 UTC time at which the outcome was observed, when it differs from the time it is recorded."""
     OUTCOME_SOURCE = "decision.outcome.source"
@@ -120,6 +122,8 @@ class LifecycleAttributes:
     REVIEW_OUTPUT = "decision.review.output"
     """Canonical JSON of the (redacted) output the reviewer decided, for an override that changes more
     than the label."""
+    REVIEW_OUTPUT_HASH = "decision.review.output.hash"
+    """``sha256:<hex>`` of the full canonical JSON of the review's output; set when it was bounded."""
     REVIEW_RATIONALE = "decision.review.rationale"
     """Why: the reviewer's free text, cut to the size cap."""
 

@@ -96,7 +96,8 @@ def record_review(decision_id: str, *, reviewer: str, action: str, label: Any = 
         _text(rec, attrs, L.REVIEW_REVIEWER, "reviewer", reviewer.strip(), truncated, redacted)
         attrs[L.REVIEW_ACTION] = action
         if label is not None:
-            attrs[L.REVIEW_LABEL] = label if isinstance(label, str) else str(to_jsonable(label))
+            rec.attribute(attrs, L.REVIEW_LABEL, label if isinstance(label, str) else str(to_jsonable(label)),
+                          truncated)
         if output is not None:
             rec._encode_into(attrs, L.REVIEW_OUTPUT, "output", output, truncated, redacted)
         _text(rec, attrs, L.REVIEW_RATIONALE, "rationale", rationale, truncated, redacted)
@@ -112,6 +113,8 @@ def _record(rec: Recorder, event: str, span_name: str, decision_id: str, build: 
     redacted: list[str] = []
     try:
         build(attrs, truncated, redacted)
+        if attributes:
+            rec.application_attributes(attrs, attributes, truncated)
     except Exception as exc:  # the encoder is total; this is a bug, and the record still goes out
         attrs = _failed(rec, record_id, decision_id, exc)
     else:
@@ -119,8 +122,6 @@ def _record(rec: Recorder, event: str, span_name: str, decision_id: str, build: 
             attrs[D.TRUNCATED] = truncated
         if redacted:
             attrs[D.REDACTED] = redacted
-    for k, v in (attributes or {}).items():
-        attrs.setdefault(k, v)
     # decision.audit makes AuditSampler keep the span; emit() sets decision.audit.records on it.
     span = rec.tracer.start_span(span_name, links=[link] if link is not None else None,
                                  attributes={S.DECISION_AUDIT: True})
@@ -128,7 +129,7 @@ def _record(rec: Recorder, event: str, span_name: str, decision_id: str, build: 
         if not span.is_recording():
             rec.lost(record_id, "its span is not recording (sampled out; configure AuditSampler)")
             return record_id
-        rec.emit(span, attrs, validated=not attributes, event=event)
+        rec.emit(span, attrs, event=event)  # every value is bounded and of an attribute type
     finally:
         span.end()
     return record_id
@@ -145,7 +146,7 @@ def _failed(rec: Recorder, record_id: str, decision_id: str, exc: Exception) -> 
 
 def _text(rec: Recorder, attrs: dict[str, Any], key: str, name: str, value: str | None,
           truncated: list[str], redacted: list[str]) -> None:
-    """A plain text field: replaced when the redaction policy names it, cut to the size cap."""
+    """A plain text field: replaced when the redaction policy names it, bounded like every attribute."""
     if value is None:
         return
     policy = rec.settings.redaction
@@ -155,10 +156,7 @@ def _text(rec: Recorder, attrs: dict[str, Any], key: str, name: str, value: str 
     elif name in policy.hash_keys:
         value = policy.pseudonym(value)
         redacted.append(name)
-    if len(value) > rec.settings.max_chars:
-        value = value[: rec.settings.max_chars]
-        truncated.append(name)
-    attrs[key] = value
+    rec.attribute(attrs, key, value, truncated)
 
 
 def _check_id(decision_id: Any) -> None:

@@ -29,6 +29,7 @@ from . import stats
 from ._env import env_bool, env_int
 from .conventions import DECISION_EVENT, SCOPE_NAME
 from .conventions import DecisionAttributes as D
+from .conventions import LifecycleAttributes as L
 from .conventions import ModelAttributes as M
 from .conventions import SpanAttributes as S
 from .encoding import DEFAULT_MAX_CHARS, DEFAULT_MAX_DEPTH, FieldEncoder, bound_attribute, sha256_hex, to_jsonable
@@ -46,7 +47,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _MAX_KEY = 256  # characters of an attribute name from the application
-FULL_HASH = {D.INPUT: D.INPUT_HASH, D.OUTPUT: D.OUTPUT_HASH, D.EXPLANATION: D.EXPLANATION_HASH}
+FULL_HASH = {D.INPUT: D.INPUT_HASH, D.OUTPUT: D.OUTPUT_HASH, D.EXPLANATION: D.EXPLANATION_HASH,
+             L.OUTCOME_VALUE: L.OUTCOME_HASH, L.REVIEW_OUTPUT: L.REVIEW_OUTPUT_HASH}
 F = TypeVar("F", bound=Callable[..., Any])
 AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
 
@@ -120,6 +122,14 @@ class Recorder:
         if v is not None:
             attrs[key] = v
 
+    def application_attributes(self, attrs: dict[str, Any], attributes: Mapping[str, Any],
+                               truncated: list[str]) -> None:
+        """The application's own attributes, bounded; they never replace one decisiontrail set."""
+        for k, v in attributes.items():
+            k = k if isinstance(k, str) and len(k) <= _MAX_KEY else bound_attribute("key", str(k), _MAX_KEY, [])
+            if k not in attrs:
+                self.attribute(attrs, k, v, truncated)
+
     def _encode_into(self, attrs: dict[str, Any], key: str, name: str, value: Any,
                      truncated: list[str], redacted: list[str]) -> None:
         s = self.settings
@@ -155,10 +165,7 @@ class Recorder:
         if reason_codes:
             self.attribute(attrs, D.REASON_CODES, [str(c) for c in reason_codes], truncated)
         if attributes:
-            for k, v in attributes.items():
-                k = k if isinstance(k, str) and len(k) <= _MAX_KEY else bound_attribute("key", str(k), _MAX_KEY, [])
-                if k not in attrs:
-                    self.attribute(attrs, k, v, truncated)
+            self.application_attributes(attrs, attributes, truncated)
         if truncated:
             attrs[D.TRUNCATED] = truncated
         if redacted:

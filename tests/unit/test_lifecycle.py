@@ -114,12 +114,22 @@ def test_redaction_applies_to_records_as_to_decisions(tmp_path: Path) -> None:
     assert review.attributes[D.REDACTED] == ["reviewer", "output.ssn"]
 
 
-def test_long_fields_are_cut_and_said_so(store: Store) -> None:
-    record_review("d1", reviewer="alice", action="annotate", rationale="x" * 20000)
+def test_long_fields_are_bounded_and_said_so(store: Store) -> None:
+    record_review("d1", reviewer="alice", action="override", rationale="x" * 20000,
+                  output={"decision": "approve", "essay": "y" * 20000})
+    record_outcome("d1", {"status": "repaid", "ledger": list(range(5000))}, attributes={"case.note": "z" * 20000})
     store.cfg.force_flush()
-    [r] = iter_records(store.path)
-    assert len(r.attributes[L.REVIEW_RATIONALE]) == get_recorder().settings.max_chars
-    assert r.attributes[D.TRUNCATED] == ["rationale"]
+    review, outcome = sorted(iter_records(store.path), key=lambda r: r.kind, reverse=True)
+    limit = get_recorder().settings.max_chars
+    assert len(review.attributes[L.REVIEW_RATIONALE]) <= limit
+    assert review.output["decision"] == "approve" and review.output["essay"]["$truncated"] == "str"
+    assert review.attributes[L.REVIEW_OUTPUT_HASH].startswith("sha256:")
+    assert review.attributes[D.TRUNCATED] == ["output.essay", L.REVIEW_RATIONALE]
+    assert outcome.outcome["status"] == "repaid" and outcome.outcome["ledger"]["$truncated"] == "list"
+    assert outcome.attributes[L.OUTCOME_HASH].startswith("sha256:") and D.ERROR not in outcome.attributes
+    assert len(outcome.attributes["case.note"]) <= limit
+    assert outcome.attributes[D.TRUNCATED] == ["outcome.ledger", "case.note"]
+    assert verify(chain_views(store.path)) == (2, [])
 
 
 class Flaky(SpanExporter):
