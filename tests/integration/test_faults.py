@@ -11,6 +11,7 @@ figures (``pytest -s``): sent, stored, duplicates removed, spooled.
 from __future__ import annotations
 
 import json
+import signal
 import os
 import subprocess
 import sys
@@ -103,13 +104,20 @@ def assert_nothing_lost(cfg: Configuration, sent: int) -> None:
 
 def test_burst_of_100k_decisions_faster_than_export(collector_factory, configured, model) -> None:  # type: ignore[no-untyped-def]
     collector = collector_factory(jaeger=None)
-    # The stock BatchSpanProcessor's queue size, so that the burst surely outruns the exporter.
-    cfg = configured(collector, processor_options={"max_queue_size": 2048})
+    # The exporter can keep up with a predict per decision, so the collector is frozen (SIGSTOP)
+    # for 3 s early in the burst, with a small queue: the export thread waits on its request, the
+    # burst outruns it and the queue fills, whatever the machine's speed.
+    cfg = configured(collector, processor_options={"max_queue_size": 512, "max_export_batch_size": 256})
     clf, rows = model
+    assert collector.proc is not None
     t0 = time.monotonic()
     with cfg.tracer_provider.get_tracer("app").start_as_current_span("batch job"):
-        ids = [record_decision("credit", rows[i % ROWS], int(clf.predict(rows[i % ROWS])[0]))
-               for i in range(100_000)]
+        ids = []
+        for i in range(100_000):
+            if i == 10_000:
+                collector.proc.send_signal(signal.SIGSTOP)
+                threading.Timer(3.0, collector.proc.send_signal, (signal.SIGCONT,)).start()
+            ids.append(record_decision("credit", rows[i % ROWS], int(clf.predict(rows[i % ROWS])[0])))
     produced = time.monotonic() - t0
     assert cfg.drain(180_000)
     assert cfg.processor.queue_full_events > 0, "the burst never filled the queue: not faster than export"
