@@ -20,7 +20,9 @@ IMAGE_PINS = {
     "otel/opentelemetry-collector-contrib": "OTELCOL_IMAGE_VERSION",
     "jaegertracing/jaeger": "JAEGER_IMAGE_VERSION",
     "busybox": "BUSYBOX_IMAGE_VERSION",
+    "apache/kafka": "KAFKA_IMAGE_VERSION",
 }
+SCALE_OUT = "scale-out"  # the profile of the agent -> Kafka -> gateways topology
 
 
 def _versions() -> dict[str, str]:
@@ -56,6 +58,9 @@ def _mounts(service: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def test_services_present(compose: dict[str, Any]) -> None:
     assert {"collector", "jaeger", "loan-service"} <= set(compose["services"])
+    default = {n for n, s in compose["services"].items() if not s.get("profiles")}
+    assert default == {"collector-data-init", "collector", "jaeger", "loan-service"}, \
+        "plain `docker compose up` starts the single-collector stack only"
 
 
 def test_images_pinned_to_versions_env(compose: dict[str, Any]) -> None:
@@ -168,3 +173,77 @@ def test_built_services_come_from_examples(compose: dict[str, Any]) -> None:
         compose["services"]["collector"]["environment"]["DT_OTLP_GRPC_ENDPOINT"].rpartition(":")[2]
     assert env["OTEL_PYTHON_CONFIGURATOR"] == "decisiontrail"
     assert any(kind == "volume" and target == env["DECISIONTRAIL_SPOOL_DIR"] for kind, _, target in _mounts(service))
+
+
+# ------------------------------------------------------------------------------- profile scale-out
+
+
+def _scale_out(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in compose["services"].items() if SCALE_OUT in (s.get("profiles") or [])}
+
+
+def _configs(service: dict[str, Any]) -> list[Path | None]:
+    return [_host_path(service, a.split("=", 1)[1]) for a in service["command"] if a.startswith("--config=")]
+
+
+def test_scale_out_profile_has_the_topology(compose: dict[str, Any]) -> None:
+    """A broker, the topic made once, one agent on agent.yaml and gateways on otelcol.yaml +
+    gateway.yaml, all loading the repository's files; no more gateways than partitions."""
+    services = _scale_out(compose)
+    cc = REPO / "collector-config"
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert _configs(services["agent"]) == [cc / "agent.yaml"]
+    gateways = {n: s for n, s in services.items() if n.startswith("gateway-")}
+    assert len(gateways) >= 2
+    for name, gw in gateways.items():
+        assert _configs(gw) == [cc / "otelcol.yaml", cc / "gateway.yaml"], name
+    init = services["kafka-init"]["command"]
+    partitions = int(init[init.index("--partitions") + 1])
+    assert len(gateways) <= partitions, "a gateway without a partition would idle"
+    assert services["agent"]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+
+
+def test_scale_out_endpoints_fit_together(compose: dict[str, Any]) -> None:
+    services = _scale_out(compose)
+    kafka = services["kafka"]["environment"]
+    advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].split("//", 1)[1]
+    assert advertised.rpartition(":")[0] == "kafka", "clients reach the broker by its service name"
+    assert advertised.rpartition(":")[2] in kafka["KAFKA_LISTENERS"]
+    init = services["kafka-init"]["command"]
+    topic, bootstrap = init[init.index("--topic") + 1], init[init.index("--bootstrap-server") + 1]
+    assert bootstrap == advertised
+    gateways = [s for n, s in services.items() if n.startswith("gateway-")]
+    for service in [services["agent"], *gateways]:
+        env = service["environment"]
+        assert env["DT_KAFKA_BROKERS"] == advertised and env["DT_KAFKA_TOPIC"] == topic
+    for gw in gateways:
+        env = gw["environment"]
+        assert env["DT_JAEGER_OTLP_ENDPOINT"].rpartition(":")[0] == "jaeger"
+        assert env["DT_KAFKA_GROUP"] == gateways[0]["environment"]["DT_KAFKA_GROUP"], "one consumer group"
+    # The load-balancing variant's list names the gateways on their OTLP port.
+    lb = services["agent"]["environment"]["DT_GATEWAY_ENDPOINTS"].split(",")
+    assert sorted(e.rpartition(":")[0] for e in lb) == sorted(n for n in services if n.startswith("gateway-"))
+    assert all(e.rpartition(":")[2] == gateways[0]["environment"]["DT_OTLP_GRPC_ENDPOINT"].rpartition(":")[2]
+               for e in lb)
+    assert int(kafka["KAFKA_MESSAGE_MAX_BYTES"]) >= 16777216, "agent.yaml produces messages up to 16 MiB"
+
+
+def test_scale_out_state_on_named_volumes_prepared_by_init(compose: dict[str, Any]) -> None:
+    """Each collector's queue (and each gateway's audit files) on a volume of its own, created and
+    handed to the collector's uid by the init container, as for the single collector."""
+    services = _scale_out(compose)
+    (script,) = [a for a in services["scale-out-data-init"]["command"] if "mkdir" in a]
+    init_mounts = {src: t for kind, src, t in _mounts(services["scale-out-data-init"]) if kind == "volume"}
+    seen: set[str] = set()
+    for name, service in services.items():
+        if not name.startswith(("agent", "gateway-")):
+            continue
+        (volume, mount) = [(src, t) for kind, src, t in _mounts(service) if kind == "volume"][0]
+        assert volume not in seen, f"{name} shares its volume {volume}"
+        seen.add(volume)
+        variables = ["DT_AGENT_QUEUE_DIR"] if name == "agent" else ["DT_AUDIT_DIR", "DT_AUDIT_QUEUE_DIR", "DT_QUEUE_DIR"]
+        for var in variables:
+            relative = PurePosixPath(service["environment"][var]).relative_to(mount)
+            assert str(PurePosixPath(init_mounts[volume]) / relative) in script, f"{name} {var}: not created"
+        assert f"{init_mounts[volume]}" in script.split("chown -R 10001:10001", 1)[1].split("&&")[0]
+    assert services["kafka"]["volumes"][0].split(":")[0] in init_mounts
