@@ -4,7 +4,8 @@
 fails. ``jaeger`` and ``collector`` start one process each on free 127.0.0.1 ports with their own
 directories under ``tmp_path``, wait until the health endpoint answers 200 and stop them at teardown.
 ``jaeger_factory`` / ``collector_factory`` start more, or ones with other settings (extra env, no
-Jaeger, overlays). Every collector is a :class:`CollectorProcess`; fault tests use ``kill()`` (SIGKILL)
+Jaeger, another base config such as agent.yaml, overlays). ``kafka_broker`` is a real Kafka broker
+(KRaft, from the jars scripts/fetch-kafka.sh resolves) shared by the tests of a module. Every collector is a :class:`CollectorProcess`; fault tests use ``kill()`` (SIGKILL)
 and ``start()`` again: ports and directories stay the same. When a test fails, the tail of each
 process's log is added to its report.
 """
@@ -32,6 +33,7 @@ from integration_support import (
     free_port,
     wait_until,
 )
+from kafka_support import FETCH_SCRIPT, KafkaBroker, new_broker
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -134,7 +136,8 @@ def collector_factory(binaries: Binaries, tmp_path: Path, request: pytest.Fixtur
     """``collector_factory(jaeger=None, env=None, overlays=(), start=True)`` -> a :class:`CollectorProcess`.
 
     ``jaeger``: a :class:`JaegerProcess` to send to, or None for an address where nothing listens
-    (Jaeger down: batches wait in the persistent queue). ``env`` overrides any variable (e.g.
+    (Jaeger down: batches wait in the persistent queue). ``config``: the base file (otelcol.yaml, or
+    agent.yaml for an agent, whose queue is then set with ``DT_AGENT_QUEUE_DIR`` in ``env``). ``env`` overrides any variable (e.g.
     ``DT_AUDIT_COMPRESSION``); ``overlays`` are extra config files merged after otelcol.yaml
     (relative to the repository, or absolute, e.g. one a test wrote to ``tmp_path``). Each collector
     gets its own ports, including the internal audit loopback hop (``DT_AUDIT_LOOPBACK_ENDPOINT``),
@@ -146,7 +149,8 @@ def collector_factory(binaries: Binaries, tmp_path: Path, request: pytest.Fixtur
     started: list[CollectorProcess] = []
 
     def make(jaeger: JaegerProcess | None = None, env: Mapping[str, str] | None = None,
-             overlays: Sequence[str | Path] = (), start: bool = True) -> CollectorProcess:
+             overlays: Sequence[str | Path] = (), start: bool = True,
+             config: Path = COLLECTOR_CONFIG) -> CollectorProcess:
         n = len(started) + 1
         grpc, http, health, metrics, loopback = (free_port() for _ in range(5))
         jaeger_address = jaeger.otlp_grpc_address if jaeger is not None else f"127.0.0.1:{free_port()}"
@@ -166,7 +170,7 @@ def collector_factory(binaries: Binaries, tmp_path: Path, request: pytest.Fixtur
         } | dict(env or {})
         audit_dir, queue_dir = Path(proc_env["DT_AUDIT_DIR"]), Path(proc_env["DT_QUEUE_DIR"])  # as ``env`` set them
         audit_queue_dir = Path(proc_env.get("DT_AUDIT_QUEUE_DIR") or queue_dir / "audit")
-        argv = [str(binaries.collector), f"--config=file:{COLLECTOR_CONFIG}"]
+        argv = [str(binaries.collector), f"--config=file:{config}"]
         argv += [f"--config=file:{Path(o) if Path(o).is_absolute() else REPO / o}" for o in overlays]
         c = CollectorProcess(
             name=f"collector-{n}", argv=argv, env=proc_env, workdir=workdir,
@@ -192,3 +196,31 @@ def collector_factory(binaries: Binaries, tmp_path: Path, request: pytest.Fixtur
 def collector(collector_factory: Callable[..., CollectorProcess], jaeger: JaegerProcess) -> CollectorProcess:
     """A running collector of this test alone, sending to the ``jaeger`` fixture."""
     return collector_factory(jaeger=jaeger)
+
+
+@pytest.fixture(scope="session")
+def kafka_jars() -> None:
+    """Resolves (or finds cached) the broker's jars; a failure fails the tests, it never skips them."""
+    result = subprocess.run(["bash", str(FETCH_SCRIPT)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"scripts/fetch-kafka.sh failed with status {result.returncode}:\n{result.stdout}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def kafka_broker_of_module(kafka_jars: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    work = tmp_path_factory.mktemp("kafka")
+    broker = new_broker(work / "broker", work / "kafka.log", _base_env())
+    broker.start()
+    yield broker
+    broker.stop(timeout=30)
+
+
+@pytest.fixture
+def kafka_broker(kafka_broker_of_module: KafkaBroker, request: pytest.FixtureRequest) -> KafkaBroker:
+    """The module's broker, running (a test that stopped it has it started again); tests keep apart
+    by topic and consumer group. Its log tail joins a failed test's report."""
+    if not kafka_broker_of_module.running:
+        kafka_broker_of_module.start()
+    request.node.stash.setdefault(_PROCS, []).append(kafka_broker_of_module)
+    return kafka_broker_of_module
