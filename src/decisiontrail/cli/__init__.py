@@ -13,11 +13,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import demo, query, show, verify
+from . import demo, query, serve, show, verify
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (demo, query, show, verify)
+_COMMANDS = (demo, query, show, verify, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

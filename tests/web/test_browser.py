@@ -1,0 +1,106 @@
+"""``decisiontrail serve`` in a real browser: Debian's chromium, driven by Playwright, against the
+real server process on 127.0.0.1. Screenshots are checked for drawn content (the waterfall's bars
+in their colours), not only the DOM."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from .conftest import HOSTILE, WebStore, make_store
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As root in a sandbox without a network: no sandbox, no background connections, no GPU.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+BAR = (0x3C, 0x78, 0xB4)       # .wf-bar
+THIS_BAR = (0xD9, 0x82, 0x2B)  # .wf-this .wf-bar: the decision's own span
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert os.path.exists(CHROMIUM), "chromium is installed by scripts/test.sh"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, WebStore]]:
+    store = make_store(tmp_path_factory.mktemp("web") / "store")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["DECISIONTRAIL_SERVE_TOKEN"] = "s3cret"
+    proc = subprocess.Popen([sys.executable, "-m", "decisiontrail.cli", "serve", "--data", str(store.path),
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    assert m, f"serve did not start: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
+    yield f"http://127.0.0.1:{m.group(1)}", store
+    proc.terminate()
+    proc.wait(10)
+
+
+def pixels_of(png: bytes, rgb: tuple[int, int, int]) -> int:
+    colours = Image.open(io.BytesIO(png)).convert("RGB").getcolors(1 << 24) or []
+    return sum(n for n, px in colours if all(abs(a - b) <= 12 for a, b in zip(px, rgb)))
+
+
+def new_page(browser: Browser) -> tuple[Page, list[str]]:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    return page, dialogs
+
+
+def test_search_then_open_a_decision_and_see_its_waterfall(browser: Browser, served: tuple[str, WebStore]) -> None:
+    url, store = served
+    page, _ = new_page(browser)
+    page.goto(url + "/")
+    page.fill("input[name=label]", "deny")
+    page.click("button[type=submit]")
+    links = page.locator("a.decision-link")
+    assert links.count() == 4
+    page.screenshot()  # the results page renders
+    links.first.click()
+    assert page.url.endswith(f"/decisions/{store.ids[0]}")
+    waterfall = page.locator("#waterfall")
+    assert waterfall.locator(".wf-row").count() == 3
+    png = waterfall.screenshot()
+    assert pixels_of(png, BAR) > 200 and pixels_of(png, THIS_BAR) > 50, "the waterfall's bars were drawn"
+    assert "income" in page.inner_text("#input")
+
+
+def test_hostile_input_renders_as_text(browser: Browser, served: tuple[str, WebStore]) -> None:
+    url, store = served
+    page, dialogs = new_page(browser)
+    page.goto(f"{url}/decisions/{store.hostile_id}")
+    assert HOSTILE in page.inner_text("#input")
+    assert page.locator("main img").count() == 0 and page.locator("main script").count() == 0
+    page.goto(url + "/")
+    assert dialogs == [], "no script ran"
+
+
+def test_review_refused_without_the_token(browser: Browser, served: tuple[str, WebStore]) -> None:
+    url, store = served
+    page, _ = new_page(browser)
+    page.goto(f"{url}/decisions/{store.ids[1]}")
+    page.fill("input[name=reviewer]", "mallory")
+    page.select_option("select[name=action]", "override")
+    page.fill("input[name=label]", "deny")
+    page.fill("input[name=token]", "guessed")
+    page.click("form.review button[type=submit]")
+    assert "403" in page.inner_text("h1")
+    page.goto(f"{url}/decisions/{store.ids[1]}")
+    assert page.inner_text("dd.label") == "approve"

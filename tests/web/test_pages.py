@@ -1,0 +1,117 @@
+"""The pages of ``decisiontrail serve`` through Flask's test client: search and paging, the decision
+page, escaping of hostile content, and the review endpoint's guards (token, CSRF, no endpoint
+without a token)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from decisiontrail.web import create_app
+
+from .conftest import HOSTILE, WebStore
+
+
+class FakeRecorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str:
+        self.calls.append((args, kwargs))
+        return "review-1"
+
+
+def client(store: WebStore, **kw: Any) -> FlaskClient:
+    app = create_app([store.path], **kw)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+def test_search_filters_and_pages(web_store: WebStore) -> None:
+    c = client(web_store, page_size=5)
+    first = c.get("/").get_data(as_text=True)
+    assert first.count('class="decision-link"') == 5 and 'rel="next"' in first and 'rel="prev"' not in first
+    assert web_store.ids[0] in first and web_store.ids[5] not in first
+    second = c.get("/?offset=5").get_data(as_text=True)
+    assert web_store.ids[5] in second and 'rel="prev"' in second
+    denied = c.get("/?label=deny").get_data(as_text=True)
+    assert denied.count('class="decision-link"') == 4  # i = 0, 3, 6, 9
+    by_field = c.get("/?where=input.income%3D43000").get_data(as_text=True)
+    assert by_field.count('class="decision-link"') == 1 and web_store.ids[3] in by_field
+    assert "No decision matches" in c.get("/?model=nope").get_data(as_text=True)
+
+
+def test_bad_filter_is_an_error_message_not_a_crash(web_store: WebStore) -> None:
+    c = client(web_store)
+    page = c.get("/?since=yesterday-ish")
+    assert page.status_code == 200 and "not a time" in page.get_data(as_text=True)
+    assert "field=value" in c.get("/?where=income").get_data(as_text=True)
+
+
+def test_decision_page_shows_its_parts_and_waterfall(web_store: WebStore) -> None:
+    html = client(web_store).get(f"/decisions/{web_store.ids[3]}").get_data(as_text=True)
+    assert "&#34;income&#34;: 43000" in html  # input, readable JSON
+    assert "debt_ratio" in html  # reason codes
+    rows = re.findall(r'<div class="wf-row( wf-this)?">', html)
+    assert len(rows) == 3 and rows.count(" wf-this") == 1  # request, feature load, predict (this one)
+    assert "Record review" not in html  # read-only without a token
+    assert client(web_store).get("/decisions/not-a-decision").status_code == 404
+
+
+def test_hostile_content_is_escaped_and_scripts_are_forbidden(web_store: WebStore) -> None:
+    resp = client(web_store).get(f"/decisions/{web_store.hostile_id}")
+    html = resp.get_data(as_text=True)
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "script-src" not in resp.headers["Content-Security-Policy"]  # default-src 'none' covers it
+    assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+    listing = client(web_store).get("/").get_data(as_text=True)
+    assert HOSTILE not in listing
+
+
+def test_no_write_endpoint_without_a_token(web_store: WebStore) -> None:
+    c = client(web_store, recorder=FakeRecorder())
+    assert c.post(f"/decisions/{web_store.ids[0]}/review", data={"reviewer": "x", "action": "confirm"}).status_code in (404, 405)
+
+
+def _csrf(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "the review form carries a CSRF token"
+    return m.group(1)
+
+
+@pytest.mark.parametrize("token, csrf_ok, reviewer, status", [
+    ("wrong", True, "ana", 403),
+    ("s3cret", False, "ana", 400),
+    ("s3cret", True, "", 400),
+])
+def test_review_guards(web_store: WebStore, token: str, csrf_ok: bool, reviewer: str, status: int) -> None:
+    rec = FakeRecorder()
+    c = client(web_store, token="s3cret", recorder=rec)
+    c.application.config["WTF_CSRF_ENABLED"] = True
+    url = f"/decisions/{web_store.ids[0]}"
+    csrf = _csrf(c.get(url).get_data(as_text=True)) if csrf_ok else "forged"
+    resp = c.post(url + "/review", data={"csrf_token": csrf, "token": token, "reviewer": reviewer,
+                                         "action": "override", "label": "approve"})
+    assert resp.status_code == status
+    assert rec.calls == []
+
+
+def test_review_with_token_records_and_redirects(web_store: WebStore) -> None:
+    rec = FakeRecorder()
+    drained = []
+    c = client(web_store, token="s3cret", recorder=rec, after_review=lambda: drained.append(1))
+    url = f"/decisions/{web_store.ids[0]}"
+    csrf = _csrf(c.get(url).get_data(as_text=True))
+    resp = c.post(url + "/review", data={"csrf_token": csrf, "token": "s3cret", "reviewer": "ana",
+                                         "action": "override", "label": "approve", "rationale": "docs ok"})
+    assert resp.status_code == 303 and resp.headers["Location"].endswith(url)
+    (args, kwargs), = rec.calls
+    assert args == (web_store.ids[0],)
+    assert kwargs["reviewer"] == "ana" and kwargs["action"] == "override" and kwargs["label"] == "approve"
+    assert kwargs["rationale"] == "docs ok" and len(kwargs["trace_id"]) == 32
+    assert drained == [1]
+    assert "review review-1 recorded" in c.get(url).get_data(as_text=True)
