@@ -57,6 +57,19 @@ def pixels_of(png: bytes, rgb: tuple[int, int, int]) -> int:
     return sum(n for n, px in colours if all(abs(a - b) <= 12 for a, b in zip(px, rgb)))
 
 
+HEADER = (0x1F, 0x3A, 0x5F)  # the page header's background
+
+
+def assert_drawn(page: Page) -> bytes:
+    """A screenshot of the whole page that shows the page was drawn: its header band, and text (a
+    page of text has hundreds of anti-aliased shades; a blank or error-only page has a handful)."""
+    png = page.screenshot(full_page=True)
+    colours = Image.open(io.BytesIO(png)).convert("RGB").getcolors(1 << 24) or []
+    assert pixels_of(png, HEADER) > 20_000, "the header was drawn"
+    assert len(colours) > 100, f"only {len(colours)} colours: nothing but flat boxes was drawn"
+    return png
+
+
 def new_page(browser: Browser) -> tuple[Page, list[str]]:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     dialogs: list[str] = []
@@ -72,7 +85,7 @@ def test_search_then_open_a_decision_and_see_its_waterfall(browser: Browser, ser
     page.click("button[type=submit]")
     links = page.locator("a.decision-link")
     assert links.count() == 4
-    page.screenshot()  # the results page renders
+    assert_drawn(page)
     links.first.click()
     assert page.url.endswith(f"/decisions/{store.ids[0]}")
     waterfall = page.locator("#waterfall")
@@ -80,6 +93,7 @@ def test_search_then_open_a_decision_and_see_its_waterfall(browser: Browser, ser
     png = waterfall.screenshot()
     assert pixels_of(png, BAR) > 200 and pixels_of(png, THIS_BAR) > 50, "the waterfall's bars were drawn"
     assert "income" in page.inner_text("#input")
+    assert_drawn(page)
 
 
 def test_hostile_input_renders_as_text(browser: Browser, served: tuple[str, WebStore]) -> None:
@@ -87,6 +101,7 @@ def test_hostile_input_renders_as_text(browser: Browser, served: tuple[str, WebS
     page, dialogs = new_page(browser)
     page.goto(f"{url}/decisions/{store.hostile_id}")
     assert HOSTILE in page.inner_text("#input")
+    assert_drawn(page)
     assert page.locator("main img").count() == 0 and page.locator("main script").count() == 0
     page.goto(url + "/")
     assert dialogs == [], "no script ran"
@@ -102,5 +117,30 @@ def test_review_refused_without_the_token(browser: Browser, served: tuple[str, W
     page.fill("input[name=token]", "guessed")
     page.click("form.review button[type=submit]")
     assert "403" in page.inner_text("h1")
+    assert_drawn(page)
     page.goto(f"{url}/decisions/{store.ids[1]}")
-    assert page.inner_text("dd.label") == "approve"
+    assert page.inner_text("dd.effective-label") == "approve"
+    assert "mallory" not in page.inner_text("#timeline")
+
+
+def test_override_changes_the_effective_label_and_keeps_the_original(browser: Browser,
+                                                                      served: tuple[str, WebStore]) -> None:
+    url, store = served
+    page, _ = new_page(browser)
+    page.goto(f"{url}/decisions/{store.ids[0]}")  # the model said deny
+    page.fill("input[name=reviewer]", "ana")
+    page.select_option("select[name=action]", "override")
+    page.fill("input[name=label]", "approve")
+    page.fill("textarea[name=rationale]", "income verified by phone")
+    page.fill("input[name=token]", "s3cret")
+    page.click("form.review button[type=submit]")
+    assert page.url.endswith(f"/decisions/{store.ids[0]}")
+    assert "recorded" in page.inner_text("p.flash")
+    assert page.inner_text("dd.effective-label") == "approve"
+    assert page.inner_text("dd.label").startswith("deny")
+    timeline = page.inner_text("#timeline")
+    assert "review: override" in timeline and "ana" in timeline and "income verified by phone" in timeline
+    assert_drawn(page)
+    page.goto(f"{url}/?effective_label=approve&label=deny")
+    assert page.locator("a.decision-link").count() == 1
+    assert page.inner_text("td.effective") == "approve"

@@ -20,7 +20,7 @@ from .views import decisions_on, pretty, waterfall
 __all__ = ["create_app", "REVIEW_ACTIONS"]
 
 REVIEW_ACTIONS = ("confirm", "override", "escalate", "annotate")
-_FILTER_FIELDS = ("model", "version", "label", "since", "until", "trace_id", "decision_id")
+_FILTER_FIELDS = ("model", "version", "label", "effective_label", "since", "until", "trace_id", "decision_id")
 
 # Everything the page shows is hostile data (inputs are whatever the caller sent). Templates escape
 # it; on top of that the page runs no script at all, so a markup that slipped through still cannot.
@@ -93,12 +93,13 @@ def create_app(data: Sequence[str | Path], *, token: str | None = None, page_siz
 
     @app.get("/decisions/<decision_id>")
     def decision(decision_id: str) -> ResponseReturnValue:
-        d = src.decision(decision_id)
-        if d is None:
+        found = src.decision(decision_id)
+        if found is None:
             abort(404)
+        d, life = found
         spans, spans_from = src.spans(d.trace_id)
-        return render_template("decision.html", d=d, flat=d.to_dict(), rows=waterfall(spans, d.span_id),
-                               spans_from=spans_from,
+        return render_template("decision.html", d=d, life=life, effective_label=life.effective_label(d.label),
+                               flat=d.to_dict(), rows=waterfall(spans, d.span_id), spans_from=spans_from,
                                writable=writable, actions=REVIEW_ACTIONS, decisions_on=decisions_on)
 
     if writable:
@@ -113,9 +114,10 @@ def create_app(data: Sequence[str | Path], *, token: str | None = None, page_siz
             action = request.form.get("action", "")
             if not reviewer or action not in REVIEW_ACTIONS:
                 abort(400)
-            d = src.decision(decision_id)
-            if d is None:
+            found = src.decision(decision_id)
+            if found is None:
                 abort(404)
+            d = found[0]
             record_id = recorder(decision_id, reviewer=reviewer, action=action,
                                  label=request.form.get("label", "").strip() or None,
                                  rationale=request.form.get("rationale", "").strip() or None,

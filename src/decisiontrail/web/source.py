@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..store.lifecycle import Lifecycle, LifecycleIndex
 from ..store.query import Query, parse_time
 from ..store.reader import DecisionRecord, SpanRecord, iter_decisions, iter_spans
 
@@ -28,6 +29,7 @@ class Filters:
     until: str = ""
     trace_id: str = ""
     decision_id: str = ""
+    effective_label: str = ""
     where: tuple[tuple[str, str], ...] = ()
 
     def query(self, limit: int | None = None) -> Query:
@@ -35,7 +37,7 @@ class Filters:
                      since_ns=parse_time(self.since) if self.since else None,
                      until_ns=parse_time(self.until) if self.until else None,
                      trace_id=self.trace_id or None, decision_id=self.decision_id or None,
-                     where=list(self.where), limit=limit)
+                     effective_label=self.effective_label or None, where=list(self.where), limit=limit)
 
 
 @dataclass
@@ -56,12 +58,18 @@ class DecisionSource:
         self.warnings: list[str] = []
 
     def search(self, filters: Filters, offset: int, limit: int) -> Page:
-        matches = filters.query().run(iter_decisions(self.data))
+        """One page of matches, each decision with its ``lifecycle`` (effective label, reviews)."""
+        decisions = LifecycleIndex.read(self.data).attach(iter_decisions(self.data))
+        matches = filters.query().run(decisions)
         rows = list(itertools.islice(matches, offset, offset + limit + 1))
         return Page(rows=rows[:limit], offset=offset, has_more=len(rows) > limit)
 
-    def decision(self, decision_id: str) -> DecisionRecord | None:
-        return next(Query(decision_id=decision_id).run(iter_decisions(self.data)), None)
+    def decision(self, decision_id: str) -> tuple[DecisionRecord, Lifecycle] | None:
+        """The decision and what was recorded about it later (reviews, outcomes)."""
+        d = next(Query(decision_id=decision_id).run(iter_decisions(self.data)), None)
+        if d is None:
+            return None
+        return d, LifecycleIndex.read(self.data).of(decision_id)
 
     def spans(self, trace_id: str) -> tuple[list[SpanRecord], str]:
         """The trace's spans and where they came from (``"jaeger"`` or ``"store"``)."""
