@@ -125,16 +125,22 @@ class BatchEncoder:
             return rows
         return [policy.apply(to_jsonable(r), "input", redacted) if isinstance(r, dict) else r for r in rows]
 
-    def _field(self, c: dict[str, Any], hash_key: str, name: str, truncated: list[str], text: str,
+    def _field(self, c: dict[str, Any], keys: tuple[str, str], name: str, truncated: list[str], text: str,
                value: Callable[[], Any]) -> str:
-        """The stored text of one field of a chunk: whole, or bounded with the full text's hash."""
+        """The stored text of one field of a chunk: whole, or bounded with the full text's hash
+        (and reference, with a payload store), as the recorder does for a single decision."""
         if len(text) <= self.max_chars:  # the export thread hashes the stored text
             return text
         encoded = self.fields.of_text(value(), text, name)
         if not isinstance(encoded, Bounded):
             return encoded
-        c[hash_key] = sha256_hex(encoded.full)
+        c[keys[0]] = sha256_hex(encoded.full)
         truncated.extend(encoded.cut)
+        store = self.settings.payload_store
+        if store is not None:
+            problem = store.offload(c, keys[1], encoded.full)
+            if problem:
+                c[D.ERROR] = f"{c[D.ERROR]}; {problem}" if D.ERROR in c else problem
         return encoded.text
 
     def encode(self, data: Any, outputs: Any, labels: Sequence[Any] | None,
@@ -163,9 +169,9 @@ class BatchEncoder:
                 size = max(1, size // 2)
             c: dict[str, Any] = {D.BATCH_INDEX: start, D.BATCH_COUNT: end - start}
             truncated: list[str] = []
-            c[D.INPUT] = self._field(c, D.INPUT_HASH, "input", truncated, text_in,
+            c[D.INPUT] = self._field(c, (D.INPUT_HASH, D.INPUT_REF), "input", truncated, text_in,
                                      lambda: {"columns": columns, "rows": _part(rows, start, end)})
-            c[D.OUTPUT] = self._field(c, D.OUTPUT_HASH, "output", truncated, text_out,
+            c[D.OUTPUT] = self._field(c, (D.OUTPUT_HASH, D.OUTPUT_REF), "output", truncated, text_out,
                                       lambda: _part(outs, start, end))
             if label_list is not None:
                 c[D.LABEL] = label_list[start:end]

@@ -15,7 +15,8 @@ Resolution of each setting: argument > environment variable > default.
   always wrapped in AuditSampler. Resource: ``service_name`` > ``OTEL_SERVICE_NAME`` /
   ``OTEL_RESOURCE_ATTRIBUTES``.
 - Recording: ``fail_closed`` > ``DECISIONTRAIL_FAIL_CLOSED``; redaction as in redaction.py;
-  ``max_chars`` > ``DECISIONTRAIL_MAX_CHARS``.
+  ``max_chars`` > ``DECISIONTRAIL_MAX_CHARS``; ``payload_store`` (a directory, an fsspec URL or a
+  PayloadStore; ``False``: none) > ``DECISIONTRAIL_PAYLOAD_STORE`` > none (store/payloads.py).
 - No loss (docs/no-loss.md): ``spool_dir`` > ``DECISIONTRAIL_SPOOL_DIR`` > ``<path>/spool`` for the
   embedded store, ``./decisiontrail-data/spool/<service.name>`` for OTLP (or a given ``exporter``);
   ``spool_dir=False`` runs without a spool. ``on_full`` (``spool``, ``block`` or ``drop``) > ``DECISIONTRAIL_ON_FULL`` >
@@ -45,6 +46,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, ALWAYS_ON, Sampler
 
 from .chain import ChainStage, HashChain
 from .encoding import DEFAULT_MAX_CHARS
+from .encoding.bounded import MIN_MAX_CHARS
 from ._env import env_bool as _env_bool
 from ._env import env_choice as _env_choice
 from ._env import env_int as _env_int
@@ -57,6 +59,7 @@ from .recorder import Recorder, RecorderSettings, set_recorder
 from .redaction import RedactionPolicy
 from .sampling import AuditSampler
 from .spool import Spool
+from .store.payloads import PayloadStore, payload_store_from_env
 
 __all__ = ["configure", "build_processor", "Configuration", "DEFAULT_PATH"]
 
@@ -86,6 +89,21 @@ class Configuration:
 
     def shutdown(self) -> None:
         self.processor.shutdown()
+
+
+def _payload_store(arg: str | os.PathLike[str] | PayloadStore | Literal[False] | None) -> PayloadStore | None:
+    if arg is None:
+        return payload_store_from_env()
+    if arg is False:
+        return None
+    if isinstance(arg, PayloadStore):
+        return arg
+    if not isinstance(arg, (str, os.PathLike)):
+        raise ConfigurationError(f"payload_store must be a directory, a URL or a PayloadStore, not {arg!r}")
+    try:
+        return PayloadStore(arg)
+    except Exception as exc:
+        raise ConfigurationError(f"payload_store {arg!r}: {exc}") from exc
 
 
 def _env_sampler() -> Sampler:
@@ -188,6 +206,7 @@ def configure(
     block_timeout_millis: int | None = None,
     processor_options: dict[str, Any] | None = None,
     max_request_bytes: int | None = None,
+    payload_store: str | os.PathLike[str] | PayloadStore | Literal[False] | None = None,
 ) -> Configuration:
     """Set up decision recording; see the module docstring for how each setting is resolved."""
     if on_full is not None and on_full not in ON_FULL_POLICIES:
@@ -198,10 +217,11 @@ def configure(
         raise ConfigurationError(f"block_timeout_millis must be an int >= 0, not {block_timeout_millis!r}")
     if protocol is not None and protocol not in _PROTOCOLS:
         raise ConfigurationError(f"protocol must be one of {_PROTOCOLS}, not {protocol!r}")
-    if max_chars is not None and (not isinstance(max_chars, int) or max_chars < 64):
-        raise ConfigurationError(f"max_chars must be an int >= 64, not {max_chars!r}")
+    if max_chars is not None and (not isinstance(max_chars, int) or max_chars < MIN_MAX_CHARS):
+        raise ConfigurationError(f"max_chars must be an int >= {MIN_MAX_CHARS}, not {max_chars!r}")
     if max_request_bytes is not None and (not isinstance(max_request_bytes, int) or max_request_bytes < 1024):
         raise ConfigurationError(f"max_request_bytes must be an int >= 1024, not {max_request_bytes!r}")
+    payloads = _payload_store(payload_store)
     if exporter is not None and (endpoint is not None or path is not None):
         raise ConfigurationError("give an exporter, or an endpoint, or a path: not several")
 
@@ -255,6 +275,7 @@ def configure(
         fail_closed=closed,
         redaction=RedactionPolicy.create(redact_keys, hash_keys, hash_secret),
         model_version=model_version or default_version(),
+        payload_store=payloads,
     )
     recorder = Recorder(settings, tracer_provider=tracer_provider)
     set_recorder(recorder)

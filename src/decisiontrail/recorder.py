@@ -38,6 +38,7 @@ from .ids import new_decision_id, new_decision_ids, offset_id
 from .batching import BatchEncoder
 from .models import ModelIdentity, default_version, identify
 from .redaction import RedactionPolicy
+from .store.payloads import PayloadStore, payload_store_from_env
 from .version import __version__
 
 __all__ = [
@@ -47,8 +48,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _MAX_KEY = 256  # characters of an attribute name from the application
-FULL_HASH = {D.INPUT: D.INPUT_HASH, D.OUTPUT: D.OUTPUT_HASH, D.EXPLANATION: D.EXPLANATION_HASH,
-             L.OUTCOME_VALUE: L.OUTCOME_HASH, L.REVIEW_OUTPUT: L.REVIEW_OUTPUT_HASH}
+# field -> (hash of its full text, reference to its full text in the payload store: decisions only)
+FULL_TEXT: dict[str, tuple[str, str | None]] = {
+    D.INPUT: (D.INPUT_HASH, D.INPUT_REF), D.OUTPUT: (D.OUTPUT_HASH, D.OUTPUT_REF),
+    D.EXPLANATION: (D.EXPLANATION_HASH, D.EXPLANATION_REF),
+    L.OUTCOME_VALUE: (L.OUTCOME_HASH, None), L.REVIEW_OUTPUT: (L.REVIEW_OUTPUT_HASH, None)}
 F = TypeVar("F", bound=Callable[..., Any])
 AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
 
@@ -61,14 +65,16 @@ class RecorderSettings:
     hash_artifacts: bool = True
     redaction: RedactionPolicy = field(default_factory=RedactionPolicy)
     model_version: str | None = field(default_factory=default_version)
+    payload_store: PayloadStore | None = None  # full texts of bounded fields (store/payloads.py)
 
     @classmethod
     def from_env(cls) -> RecorderSettings:
         """Settings from ``DECISIONTRAIL_MAX_CHARS``, ``DECISIONTRAIL_FAIL_CLOSED``, the redaction
-        variables (redaction.py) and ``DECISIONTRAIL_MODEL_VERSION``: what a zero-code process gets."""
+        variables (redaction.py), ``DECISIONTRAIL_MODEL_VERSION`` and ``DECISIONTRAIL_PAYLOAD_STORE``:
+        what a zero-code process gets."""
         return cls(max_chars=env_int("DECISIONTRAIL_MAX_CHARS", DEFAULT_MAX_CHARS),
                    fail_closed=env_bool("DECISIONTRAIL_FAIL_CLOSED", False),
-                   redaction=RedactionPolicy.create())
+                   redaction=RedactionPolicy.create(), payload_store=payload_store_from_env())
 
 
 class Recorder:
@@ -139,10 +145,16 @@ class Recorder:
         if isinstance(encoded, str):
             attrs[key] = encoded  # whole: the export thread hashes it (chain.ChainStage), off this thread
             return
-        # A bounded summary: the full text is not kept, so its hash is taken now.
+        # A bounded summary: the full text is not kept, so its hash is taken now (and the text
+        # offloaded, when there is a payload store, before the decision can be exported).
         attrs[key] = encoded.text
-        attrs[FULL_HASH[key]] = sha256_hex(encoded.full)
+        hash_key, ref_key = FULL_TEXT[key]
+        attrs[hash_key] = sha256_hex(encoded.full)
         truncated.extend(encoded.cut)
+        if s.payload_store is not None and ref_key is not None:
+            problem = s.payload_store.offload(attrs, ref_key, encoded.full)
+            if problem:
+                attrs[D.ERROR] = f"{attrs[D.ERROR]}; {problem}" if D.ERROR in attrs else problem
 
     def build(self, decision_id: str, ident: ModelIdentity, inputs: Any, output: Any, *,
               label: Any = None, score: Any = None, explanation: Any = None,
@@ -250,6 +262,8 @@ class Recorder:
             attrs.update(c)
             events.append(attrs)
         self._emit_batch(ident, events, span)
+        for attrs in events:
+            self._raise_if_partial(attrs)
         return first
 
     def _emit_batch(self, ident: ModelIdentity, events: list[dict[str, Any]], span: Span | None) -> None:
@@ -272,6 +286,12 @@ class Recorder:
             finally:
                 if own is not None:
                     own.end()
+
+    def _raise_if_partial(self, attrs: dict[str, Any]) -> None:
+        """Under fail-closed, a decision recorded with ``decision.error`` (its payload could not be
+        offloaded) raises once it is recorded: the caller hears of it, the record is not dropped."""
+        if self.settings.fail_closed and D.ERROR in attrs:
+            raise RecordingError(f"decision {attrs.get(D.ID)} recorded incompletely: {attrs[D.ERROR]}")
 
     def start_span(self, ident: ModelIdentity) -> Span:
         # decision.audit and model.name let AuditSampler keep this span whatever the trace sampler says.
@@ -313,6 +333,7 @@ class Recorder:
                 self.lost(decision_id, "its span is not recording (sampled out; configure AuditSampler)")
                 return decision_id
             self.emit(span, attrs)  # valid by construction: every value went through attribute()
+            self._raise_if_partial(attrs)
         finally:
             if own is not None:
                 own.end()

@@ -20,6 +20,8 @@ COUNTERS = {
     "spooled": "Decisions written to the local spool (queue full or export failed).",
     "lost": "Decisions dropped by an explicitly lossy policy or an unrecoverable failure.",
     "spans_dropped": "Spans without decisions dropped because the queue was full.",
+    "payload_errors": "Full payloads the payload store failed to write (each decision went out bounded, "
+                      "with decision.error and no reference).",
 }
 
 _lock = threading.Lock()

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from ..conventions import DECISION_EVENT, OUTCOME_EVENT, REVIEW_EVENT
 from ..store.lifecycle import NOT_FOUND_HERE, Lifecycle, LifecycleIndex
+from ..store import payloads
 from ..store.reader import DecisionRecord, SpanRecord, iter_decisions, iter_spans
 
 
@@ -25,6 +26,10 @@ def register(sub: Any) -> None:
     s.add_argument("id")
     s.add_argument("--data", action="append", help="audit directory or file; repeatable (one store)")
     s.add_argument("--jaeger", help="Jaeger query base URL, e.g. http://127.0.0.1:16686")
+    s.add_argument("--payload", choices=tuple(payloads.FIELDS),
+                   help="write the exact full canonical JSON of this field (an offloaded payload is "
+                        "fetched and checked against its hash) to stdout, nothing else")
+    s.add_argument("--payload-store", help="read payloads from this store instead of their recorded URLs")
     s.set_defaults(func=run)
 
 
@@ -73,6 +78,22 @@ def timeline(decision: DecisionRecord | None, life: Lifecycle, out: TextIO) -> N
         out.write(f"  effective label: {_short(life.effective_label(decision.label))}\n")
 
 
+def _raw_payload(decisions: Sequence[DecisionRecord], name: str, store: payloads.PayloadStore | None) -> int:
+    if len(decisions) != 1:
+        print(f"decisiontrail show --payload: give one decision id ({len(decisions)} decisions found)",
+              file=sys.stderr)
+        return 2
+    try:
+        data = payloads.full_text(decisions[0], name, store)
+    except payloads.PayloadError as exc:
+        print(f"decisiontrail: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if not (args.data or args.jaeger):
         print("decisiontrail show: give --data DIR and/or --jaeger URL", file=sys.stderr)
@@ -110,8 +131,13 @@ def run(args: argparse.Namespace) -> int:
     if orphan is not None:
         print(f"decision {orphan.decision_id}: {NOT_FOUND_HERE}")
         timeline(None, orphan, sys.stdout)
+    store = payloads.PayloadStore(args.payload_store) if args.payload_store else None
+    if args.payload:
+        return _raw_payload(decisions, args.payload, store)
     for d in index.attach(decisions):
-        print(json.dumps(d.to_dict(), ensure_ascii=False, indent=2, sort_keys=True))
+        out = d.to_dict()
+        payloads.expand(d, out, store)  # full payloads in place of bounded summaries, hash-checked
+        print(json.dumps(out, ensure_ascii=False, indent=2, sort_keys=True))
     for d in decisions:
         if not is_trace or d.lifecycle.reviews or d.lifecycle.outcomes:
             timeline(d, d.lifecycle, sys.stdout)

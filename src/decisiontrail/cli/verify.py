@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import chain
 from ..store.lifecycle import NOT_FOUND_HERE, iter_records
+from ..store import payloads
 from ..store.reader import ReadStats, iter_decisions
 
 
@@ -38,11 +39,16 @@ def run(args: argparse.Namespace) -> int:
     checked, problems = chain.verify(events.values())
     for p in problems:
         print(p)
+    # Offloaded payloads (store/payloads.py): each must be there, with the bytes its hash names.
+    missing = payloads.check_payloads(e["attributes"] for e in events.values())
+    for line in missing:
+        print(line)
     unchained = len(events) - checked
     print(f"{rows} decisions" + (f" and {records} outcome/review records" if records else "")
           + f" in {checked} chained events checked, {len(problems)} problems"
           + (f", {unchained} events without chain" if unchained else "")
-          + (f", {stats.duplicates} replayed duplicates ignored" if stats.duplicates else ""))
+          + (f", {stats.duplicates} replayed duplicates ignored" if stats.duplicates else "")
+          + (f", {len(missing)} payloads missing or altered" if missing else ""))
     if orphans:
         print(f"{orphans} outcome/review records: {NOT_FOUND_HERE} (recorded all the same)")
-    return 1 if problems else 0
+    return 1 if problems or missing else 0
