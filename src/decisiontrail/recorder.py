@@ -184,7 +184,8 @@ class Recorder:
             attrs[D.REDACTED] = redacted
         return attrs
 
-    def _failed(self, decision_id: str, model: Any, exc: BaseException) -> dict[str, Any]:
+    def _failed(self, decision_id: str, model: Any, exc: BaseException, inputs: Any = None,
+                output: Any = None) -> dict[str, Any]:
         """A decision that failed to build is still recorded, minimal, saying what failed."""
         stats.add("recording_errors")
         if self.settings.fail_closed:
@@ -196,11 +197,18 @@ class Recorder:
         except Exception:
             name = "unknown"
         cut: list[str] = []
+        redacted: list[str] = []
         attrs: dict[str, Any] = {M.NAME: bound_attribute(M.NAME, str(name), self.settings.max_chars, cut),
-                                 D.ID: decision_id, D.INPUT: "", D.OUTPUT: "",
-                                 D.ERROR: f"{type(exc).__name__}: {exc}"[:1000]}
+                                 D.ID: decision_id, D.ERROR: f"{type(exc).__name__}: {exc}"[:1000]}
+        for key, field_name, value in ((D.INPUT, "input", inputs), (D.OUTPUT, "output", output)):
+            try:  # what failed was elsewhere (a score that is not a number): keep the input and output
+                self._encode_into(attrs, key, field_name, value, cut, redacted)
+            except Exception:
+                attrs[key] = "null"
         if cut:
             attrs[D.TRUNCATED] = cut
+        if redacted:
+            attrs[D.REDACTED] = redacted
         return attrs
 
     # -- emitting ----------------------------------------------------------------------------
@@ -314,12 +322,12 @@ class Recorder:
             attrs = self.build(decision_id, ident, inputs, output, **fields)
         except (RecordingError, TypeError) as exc:
             if isinstance(exc, TypeError) and not _is_bad_field(exc):
-                attrs = self._failed(decision_id, model, exc)
+                attrs = self._failed(decision_id, model, exc, inputs, output)
                 ident = ModelIdentity(attrs[M.NAME])
             else:
                 raise
         except Exception as exc:
-            attrs = self._failed(decision_id, model, exc)
+            attrs = self._failed(decision_id, model, exc, inputs, output)
             ident = ModelIdentity(attrs[M.NAME])
         own = None
         if span is None or not self.has_room(span):

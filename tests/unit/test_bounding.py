@@ -229,3 +229,21 @@ def test_every_recorded_attribute_is_bounded(store: Store) -> None:
     assert {D.LABEL, M.NAME, D.REASON_CODES, "note", f"{D.REASON_CODES}[0]"} <= cut
     (span,) = store.spans()
     assert len(span.name) <= CAP + len("predict ")
+
+
+def test_a_partly_failed_decision_still_stores_valid_json(store: Store) -> None:
+    did = record_decision("m", {"x": 1, "essay": "e" * 20_000}, [2], score="high")  # type: ignore[arg-type]
+    (d,) = store.decisions()
+    assert d.decision_id == did and "ValueError" in d.attributes[D.ERROR]
+    assert strict(d.attributes[D.INPUT])["x"] == 1 and strict(d.attributes[D.OUTPUT]) == [2]
+    assert d.attributes[D.TRUNCATED] == ["input.essay"]
+
+
+def test_a_big_container_that_fails_while_iterated_is_still_bounded() -> None:
+    class BadMap(dict):  # type: ignore[type-arg]
+        def items(self):  # type: ignore[no-untyped-def]
+            raise OSError("boom")
+
+    r = FieldEncoder(CAP)({"m": BadMap(a=1), "big": "b" * 20_000, "n": 5}, "input")
+    assert not isinstance(r, str)
+    assert strict(r.text)["n"] == 5

@@ -168,7 +168,10 @@ class FieldEncoder:
         """(summary text within ``budget`` where possible, full canonical text) of ``o``."""
         if text is not None and len(text) <= budget:
             return text, text
-        view = _children(o)
+        try:
+            view = _children(o)
+        except Exception:  # a container that fails while iterated: its canonical text says what it is
+            view = None
         if view is None or depth >= DESCEND_LEVELS or len(view[1]) > self.max_items:
             full = text if text is not None else self._text(o, depth)
             if len(full) <= budget:
