@@ -28,6 +28,11 @@ from decisiontrail.store.reader import DecisionRecord, iter_decisions
 APPLICATION = {"essay": "Sehr geehrte Damen und Herren, é🙂 " * 8000, "loan_amount": 15000.0, "zip": "94110"}
 
 
+def first_json(out: bytes) -> Any:
+    """The decision ``show`` prints first (a timeline and the span tree follow it)."""
+    return json.JSONDecoder().raw_decode(out.decode())[0]
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "decisiontrail.cli", *args], capture_output=True, timeout=120)
 
@@ -74,7 +79,7 @@ def test_the_full_input_comes_back_through_show_byte_for_byte(configured: Any, t
     assert p.returncode == 0, p.stderr
     assert p.stdout == full
     p = cli("show", did, "--data", cfg.destination)
-    shown = json.loads(p.stdout.decode().split("\ntrace ")[0])
+    shown = first_json(p.stdout)
     assert shown["input"] == APPLICATION and "sha256 verified" in shown["payloads"]["input"]
     small = record_decision("loan", {"essay": "short"}, 1)
     stored(cfg)
@@ -145,7 +150,7 @@ def test_a_batch_row_is_offloaded_and_shown_whole(configured: Any) -> None:
     (big,) = [d for d in rows.values() if d.input["amount"] == 15000.0]
     assert D.INPUT_REF in big.attributes and first in rows
     p = cli("show", big.decision_id, "--data", cfg.destination)
-    shown = json.loads(p.stdout.decode().split("\ntrace ")[0])
+    shown = first_json(p.stdout)
     assert shown["input"] == {"amount": 15000.0, "note": "n" * 400_000}
 
 

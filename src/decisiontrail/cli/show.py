@@ -128,12 +128,12 @@ def run(args: argparse.Namespace) -> int:
     if not decisions and not spans and orphan is None:
         print(f"decisiontrail: no decision or trace {args.id}", file=sys.stderr)
         return 1
-    if orphan is not None:
-        print(f"decision {orphan.decision_id}: {NOT_FOUND_HERE}")
-        timeline(None, orphan, sys.stdout)
     store = payloads.PayloadStore(args.payload_store) if args.payload_store else None
     if args.payload:
         return _raw_payload(decisions, args.payload, store)
+    if orphan is not None:
+        print(f"decision {orphan.decision_id}: {NOT_FOUND_HERE}")
+        timeline(None, orphan, sys.stdout)
     for d in index.attach(decisions):
         out = d.to_dict()
         payloads.expand(d, out, store)  # full payloads in place of bounded summaries, hash-checked
