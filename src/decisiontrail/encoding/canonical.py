@@ -77,8 +77,8 @@ def size_hint(o: Any) -> int:
     text has at least about twice as many characters."""
     if not type(o).__module__.startswith(("numpy", "pandas", "torch")):
         return 0
-    size = getattr(o, "size", 0)
-    size = size() if callable(size) else size  # torch: Tensor.size() is the shape
+    numel = getattr(o, "numel", None)  # torch: Tensor.size() is the shape, numel() the count
+    size = numel() if callable(numel) else getattr(o, "size", 0)
     return size if isinstance(size, int) else 0
 
 
