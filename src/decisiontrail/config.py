@@ -23,6 +23,9 @@ Resolution of each setting: argument > environment variable > default.
   ``spool`` (``block`` without a spool); ``block_timeout_millis`` > ``DECISIONTRAIL_BLOCK_TIMEOUT_MS``
   > 1000; ``OTEL_BSP_MAX_QUEUE_SIZE``, ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` and ``OTEL_BSP_SCHEDULE_DELAY``
   set the processor's queue, batch and delay. The spool's leftovers from earlier processes are replayed from configure() on.
+  ``dead_letter_dir`` > ``DECISIONTRAIL_DEAD_LETTER_DIR`` > ``<spool_dir>/dead-letter``: where what the
+  receiver rejects for good is kept (deadletter.py); without a spool and without one, such decisions
+  count as lost.
 
 A bad environment value warns and falls back to the default; a bad argument raises
 ConfigurationError. With ``tracer_provider`` (the application's own SDK provider) the processor and
@@ -84,8 +87,13 @@ class Configuration:
         return self.processor.force_flush(timeout_millis)
 
     def drain(self, timeout_millis: int = 30000) -> bool:
-        """Wait until every decision so far is exported, spool included (False on timeout)."""
+        """Wait until every decision so far is exported, spool included. False on timeout, and once
+        anything was lost, dead-lettered or found corrupt (``health()`` says what and why)."""
         return self.processor.drain(timeout_millis)
+
+    def health(self) -> dict[str, object]:
+        """The processor's state for a health check (DecisionSpanProcessor.health)."""
+        return self.processor.health()
 
     def shutdown(self) -> None:
         self.processor.shutdown()
@@ -159,6 +167,7 @@ def build_processor(
     fail_closed: bool | None = None,
     chain: bool = True,
     processor_options: dict[str, Any] | None = None,
+    dead_letter_dir: str | os.PathLike[str] | None = None,
 ) -> DecisionSpanProcessor:
     """The no-loss processor for ``exporter``, with its spool and hash chain, settings resolved as in
     configure() (also used by the ``opentelemetry-instrument`` configurator, autoconfig.py)."""
@@ -174,6 +183,7 @@ def build_processor(
         else _env_int("DECISIONTRAIL_BLOCK_TIMEOUT_MS", 1000),
         "fail_closed": fail_closed if fail_closed is not None else _env_bool("DECISIONTRAIL_FAIL_CLOSED", False),
         "prepare": ChainStage(HashChain() if chain else None),
+        "dead_letter_dir": dead_letter_dir or os.environ.get("DECISIONTRAIL_DEAD_LETTER_DIR") or None,
         # The SDK's batch settings apply to this processor too (defaults: the processor's own).
         **{opt: n for var, opt in _BSP_VARIABLES.items() if (n := _env_int(var, 0))},
     } | (processor_options or {})
@@ -207,6 +217,7 @@ def configure(
     processor_options: dict[str, Any] | None = None,
     max_request_bytes: int | None = None,
     payload_store: str | os.PathLike[str] | PayloadStore | Literal[False] | None = None,
+    dead_letter_dir: str | os.PathLike[str] | None = None,
 ) -> Configuration:
     """Set up decision recording; see the module docstring for how each setting is resolved."""
     if on_full is not None and on_full not in ON_FULL_POLICIES:
@@ -248,7 +259,7 @@ def configure(
     closed = fail_closed if fail_closed is not None else _env_bool("DECISIONTRAIL_FAIL_CLOSED", False)
     processor = build_processor(exporter, resource, spool_dir=spool_dir, on_full=on_full,
                                 block_timeout_millis=block_timeout_millis, fail_closed=closed, chain=chain,
-                                processor_options=processor_options)
+                                processor_options=processor_options, dead_letter_dir=dead_letter_dir)
     if tracer_provider is None:
         tracer_provider = TracerProvider(resource=resource, sampler=AuditSampler(sampler or _env_sampler()))
         if set_global:

@@ -9,19 +9,23 @@ export fails, this processor keeps every span carrying decisions (``decision.cou
   the spool (one fsync for up to a batch) and later spans spill at once until the export thread
   moves again. ``"block"``: wait for room as long as it takes (inference slows to the exporter's
   pace). ``"drop"``, the only lossy choice: drop the decision, count it in ``stats`` ``lost`` and log.
-- export failed (collector unreachable, batch refused): the decision spans of the batch go to the
-  spool and the processor stops trying the exporter for new batches, which go straight to the spool;
-  the :class:`~decisiontrail.spool.Replayer` retries the spool with backoff and, on its first
-  success, the processor exports directly again. Without a spool, a failed batch is retried with
-  backoff until it succeeds (``"block"``), or given up and counted after ``max_export_attempts``
-  (``"drop"``).
+- each export attempt is read span by span (exporters/delivery.py): delivered spans count as
+  exported; spans rejected for good go to the dead-letter file (deadletter.py), counted and logged,
+  never retried; spans to retry (collector unreachable, batch refused for now): the decision spans go
+  to the spool and the processor stops trying the exporter for new batches, which go straight to
+  the spool; the :class:`~decisiontrail.spool.Replayer` retries the spool with backoff and, on its
+  first success, the processor exports directly again. While the spool cannot be written, batches
+  are held in memory and retried (producers wait on the full queue) rather than lost. Without a
+  spool, a failed batch is retried with backoff until it succeeds (``"block"``), or given up and
+  counted after ``max_export_attempts`` (``"drop"``).
 - shutdown (also at interpreter exit through ``atexit``, and at the ``os._exit`` of a forked
   multiprocessing child through its finalizers): the queue is exported (the spool too while the
   exporter works), or spooled when the exporter is down or ``shutdown_timeout_millis`` passed; the
   spool is replayed by the next process that opens it. A forked child restarts the threads.
-- unrecoverable (no spool or the spool cannot be written): counted in ``lost`` and logged.
-  With ``fail_closed`` a decision that cannot be queued or spooled raises DecisionLostError on the
-  recording thread (from ``span.end()``) instead.
+- unrecoverable (no spool, or the spool cannot be written at shutdown): counted in ``lost`` and
+  logged (losses.py). With ``fail_closed`` a decision that cannot be queued or spooled raises
+  DecisionLostError on the recording thread (from ``span.end()``) instead, and a loss on the export
+  side is raised by the next recording call.
 
 Spans without decisions keep the SDK's behaviour: dropped when the queue is full or their export
 failed, counted in ``spans_dropped``. A span with decisions is exported even when the trace was not
@@ -47,19 +51,21 @@ from collections.abc import Callable, Sequence
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import stats
 from .chain import HashChain
 from .conventions import SpanAttributes as S
-from .errors import DecisionLostError
+from .deadletter import DeadLetterFile
+from .exporters.delivery import Delivery, deliver_with
+from .losses import Ledger
 from .spool import Replayer, Spool
 
 __all__ = ["DecisionSpanProcessor", "decision_count", "ON_FULL_POLICIES"]
 
 _log = logging.getLogger(__name__)
 ON_FULL_POLICIES = ("spool", "block", "drop")
-_LOG_INTERVAL = 1.0  # seconds between two "decisions lost" log lines; every loss is counted at once
+_SPOOL_RETRY_SECONDS = 1.0  # after a failed spool write, batches are held in memory this long before the next try
 
 
 def decision_count(span: ReadableSpan) -> int:
@@ -97,6 +103,7 @@ class DecisionSpanProcessor(SpanProcessor):
         replay_max_backoff_millis: float = 5000,
         fail_closed: bool = False,
         prepare: Callable[[list[ReadableSpan]], list[ReadableSpan]] | None = None,
+        dead_letter_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         on_full = on_full or ("spool" if spool is not None else "block")
         if on_full not in ON_FULL_POLICIES:
@@ -127,9 +134,12 @@ class DecisionSpanProcessor(SpanProcessor):
         self._healthy = True    # False while exports fail: batches go straight to the spool
         self._exporter_shut = False
         self._export_lock = threading.Lock()  # the export and replay threads share the exporter
-        self._loss_lock = threading.Lock()
-        self._lost_unlogged = 0
-        self._last_loss_log = 0.0
+        self._spool_retry_at = 0.0  # a spool write failed: hold batches in memory until then
+        self._spool_problem = ""
+        self.ledger = Ledger(fail_closed)
+        if dead_letter_dir is None and spool is not None:
+            dead_letter_dir = spool.directory / "dead-letter"
+        self.dead_letters = DeadLetterFile(dead_letter_dir) if dead_letter_dir is not None else None
         self.queue_full_events = 0  # decision spans that met a full queue (backpressure, spill or drop)
         self.replayer: Replayer | None = None
         if spool is not None:
@@ -162,7 +172,7 @@ class DecisionSpanProcessor(SpanProcessor):
         self._not_full = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
         self._export_lock = threading.Lock()
-        self._loss_lock = threading.Lock()
+        self.ledger.after_fork()
         self._in_flight = None
         self._flush_requested = self._stalled = False
         chain = getattr(self.prepare, "chain", None)
@@ -170,6 +180,8 @@ class DecisionSpanProcessor(SpanProcessor):
             self.prepare.chain = HashChain()  # type: ignore[union-attr]
         if self.spool is not None:
             self.spool.after_fork()
+        if self.dead_letters is not None:
+            self.dead_letters.after_fork()
         if self.replayer is not None:
             self.replayer.after_fork()
         if not self._closing:
@@ -184,6 +196,20 @@ class DecisionSpanProcessor(SpanProcessor):
     def healthy(self) -> bool:
         """False while the exporter is failing and new batches go to the spool."""
         return self._healthy
+
+    def health(self) -> dict[str, object]:
+        """For a health check: ``exporting`` (the exporter works), ``spool_pending`` (segments on
+        disk), ``spool_writable`` (the last write worked), ``delivered_all`` (nothing was lost,
+        dead-lettered or found corrupt since this processor started) and ``undelivered``: the
+        counts and latest reason of each (``lost``, ``dead_lettered``, ``spool_corrupt``,
+        ``spool_errors``)."""
+        return {
+            "exporting": self._healthy,
+            "spool_pending": len(self.spool.segments()) if self.spool is not None else 0,
+            "spool_writable": self._spool_retry_at == 0.0,
+            "delivered_all": self.ledger.clean,
+            "undelivered": self.ledger.report(),
+        }
 
     # -- producer side (the recording thread) --------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -214,41 +240,59 @@ class DecisionSpanProcessor(SpanProcessor):
         if self.on_full == "drop":
             self._lose(decisions, 'export queue full (on_full="drop")', producer=True)
             return
-        stalled_now = False
-        with self._lock:
-            if self.on_full == "block":
-                # Backpressure without a limit: inference waits for the exporter.
-                while len(self._queue) >= self.max_queue_size and not self._closing:
-                    self._not_empty.notify()
-                    self._not_full.wait(1.0)
-                if not self._closing:
+        if self.on_full == "block" or not self._spool_usable():
+            # Backpressure: inference waits for the exporter. Also while the spool cannot be written
+            # (waiting loses nothing, spilling would), except that a fail-closed recorder gets
+            # DecisionLostError after block_timeout_millis instead of a wait without end.
+            limit = self.block_timeout if self.on_full != "block" and self.fail_closed else None
+            with self._lock:
+                if self._wait_for_room(limit):
                     self._queue.append(span)
                     return
-                spill = [span]
+                closing = self._closing
+            if closing:
+                self._spill([span], "the processor is shut down", producer=True)
             else:
-                if not self._stalled:
-                    deadline = time.monotonic() + self.block_timeout
-                    while len(self._queue) >= self.max_queue_size and not self._closing:
-                        self._not_empty.notify()
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        self._not_full.wait(remaining)
-                    if len(self._queue) < self.max_queue_size and not self._closing:
-                        self._queue.append(span)
-                        return
-                    if not self._closing:
-                        self._stalled = stalled_now = True
-                # Spill the oldest batch with this span: one fsync for up to a batch of decisions,
-                # and room for the producers that come next.
-                n = min(len(self._queue), self.max_export_batch_size - 1)
-                spill = [self._queue.popleft() for _ in range(n)]
-                spill.append(span)
-                self._not_full.notify_all()
+                self._lose(decisions, f"export queue full, and writing the spool failed: {self._spool_problem}",
+                           producer=True)
+            return
+        stalled_now = False
+        with self._lock:
+            if not self._stalled:
+                if self._wait_for_room(self.block_timeout):
+                    self._queue.append(span)
+                    return
+                if not self._closing:
+                    self._stalled = stalled_now = True
+            # Spill the oldest batch with this span: one fsync for up to a batch of decisions, and
+            # room for the producers that come next.
+            n = min(len(self._queue), self.max_export_batch_size - 1)
+            spill = [self._queue.popleft() for _ in range(n)]
+            spill.append(span)
+            self._not_full.notify_all()
         if stalled_now:  # logged outside the lock: a logging handler may itself record telemetry
             _log.warning("decisiontrail: the export queue stayed full for %.1f s; spilling decisions to "
                          "the spool until the exporter catches up", self.block_timeout)
-        self._spill(spill, "export queue full", producer=True)
+        if self._spill(spill, "export queue full", producer=True, hold=True):
+            return
+        with self._lock:  # the spool cannot be written: back to the head of the queue, in order
+            if not self._closing:
+                self._queue.extendleft(reversed(spill))
+                return
+        self._lose(_decisions(spill), f"export queue full, and writing the spool failed: {self._spool_problem}",
+                   producer=True)
+
+    def _wait_for_room(self, limit: float | None) -> bool:
+        """With the lock held: wait until the queue has room (True), up to ``limit`` seconds, or
+        until shutdown began (False)."""
+        deadline = None if limit is None else time.monotonic() + limit
+        while len(self._queue) >= self.max_queue_size and not self._closing:
+            self._not_empty.notify()
+            remaining = 1.0 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._not_full.wait(remaining)
+        return not self._closing
 
     # -- export side ---------------------------------------------------------------------------
     def _run(self) -> None:
@@ -291,13 +335,40 @@ class DecisionSpanProcessor(SpanProcessor):
                         self._flush_requested = False
                         self._idle.notify_all()
 
-    def _export_once(self, batch: list[ReadableSpan]) -> bool:
+    def _attempt(self, batch: list[ReadableSpan]) -> Delivery:
+        """One export attempt, span by span (exporters/delivery.py); an exporter that raises is a
+        failed attempt: every span is to be retried."""
         with self._export_lock:
             try:
-                return self.exporter.export(batch) is SpanExportResult.SUCCESS
+                return deliver_with(self.exporter, batch)
             except Exception as exc:  # an exporter bug must not kill the export thread
                 _log.warning("decisiontrail: exporter raised %r", exc)
-                return False
+                return Delivery(retry=list(batch))
+
+    def _settle(self, result: Delivery) -> list[ReadableSpan]:
+        """Count what was delivered, dead-letter what was rejected for good; return the spans to retry."""
+        if result.delivered:
+            n = _decisions(result.delivered)
+            if n:
+                stats.add("exported", n)
+            self._mark_up()
+        if result.rejected:
+            self._dead_letter(result.rejected)
+        return result.retry
+
+    def _mark_up(self) -> None:
+        if not self._healthy:
+            self._healthy = True
+            _log.warning("decisiontrail: export works again; replaying the spool")
+        if self.replayer is not None:
+            self.replayer.exporter_worked()
+
+    def _mark_down(self) -> None:
+        if self._healthy:
+            self._healthy = False
+            where = self.spool.directory if self.spool is not None else "memory"
+            _log.warning("decisiontrail: export failed; decisions go to the spool at %s until the "
+                         "exporter accepts them again", where)
 
     def _owned(self, batch: list[ReadableSpan]) -> bool:
         """False when shutdown took the in-flight batch over (it spooled it itself)."""
@@ -305,52 +376,82 @@ class DecisionSpanProcessor(SpanProcessor):
             return self._in_flight is batch
 
     def _deliver(self, batch: list[ReadableSpan]) -> None:
-        decisions = _decisions(batch)
-        if self.spool is not None:
-            if self._healthy and self._export_once(batch):
-                if decisions:
-                    stats.add("exported", decisions)
+        """Export ``batch``; what is to be retried goes to the spool, or, without a usable spool,
+        is retried from memory with backoff (``on_full="drop"`` without a spool: up to
+        ``max_export_attempts``, then counted lost)."""
+        if self.spool is not None and not self._healthy and self._spool_usable():
+            # The exporter is down: straight to the spool, the replayer probes the exporter.
+            if self._spill(batch, "export failed", prepared=True, hold=True):
                 return
-            if not self._owned(batch):
-                return
-            if self._healthy:
-                self._healthy = False
-                _log.warning("decisiontrail: export failed; decisions go to the spool at %s until the "
-                             "exporter accepts them again", self.spool.directory)
-            self._spill(batch, "export failed", prepared=True)
-            return
         delay, attempt = 0.1, 0
         while True:
             attempt += 1
-            if self._export_once(batch):
-                if decisions:
-                    stats.add("exported", decisions)
+            retry = self._settle(self._attempt(batch))
+            if not retry:
                 return
-            if not decisions:
-                stats.add("spans_dropped", len(batch))
+            audit = [s for s in retry if decision_count(s)]
+            if len(audit) < len(retry):
+                stats.add("spans_dropped", len(retry) - len(audit))  # as the SDK would
+            if not audit or not self._owned(batch):
                 return
-            if not self._owned(batch):
+            with self._lock:
+                self._in_flight = batch = audit
+            self._mark_down()
+            if self.spool is not None and self._spool_usable():
+                if self._spill(batch, "export failed", prepared=True, hold=True):
+                    return
+                # The spool cannot be written: keep the batch in memory and try the exporter again
+                # (the queue fills and producers wait), so a recovered exporter is seen at once.
+            elif self.spool is None and self.on_full == "drop" and attempt >= self.max_export_attempts:
+                self._spill(batch, f"export failed {attempt} times", prepared=True)  # no spool: lost
                 return
-            if (self.on_full == "drop" and attempt >= self.max_export_attempts) or self._shutdown:
-                self._spill(batch, f"export failed {attempt} times", prepared=True)  # no spool: counted lost
+            if self._shutdown:
+                self._spill(batch, f"export failed {attempt} times before shutdown", prepared=True)
                 return
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
     def _replay_batch(self, spans: list[ReadableSpan]) -> bool:
-        """The Replayer's export: success also tells the export thread that the exporter is back."""
-        if not self._export_once(spans):
-            self._healthy = False
+        """The Replayer's export: True when nothing of the batch is left to retry. A batch that was
+        partly delivered puts its remainder back in the spool as a batch of its own."""
+        retry = self._settle(self._attempt(spans))
+        if not retry:
+            return True
+        self._healthy = False
+        if len(retry) == len(spans):
             return False
-        stats.add("exported", _decisions(spans))
-        if not self._healthy:
-            self._healthy = True
-            _log.warning("decisiontrail: export works again; replaying the spool")
-        return True
+        return self._spill(retry, "part of a replayed batch failed", prepared=True, hold=True)
+
+    def _dead_letter(self, rejected: list[tuple[ReadableSpan, str]]) -> None:
+        """Spans that will never be delivered: to the dead-letter file, counted, logged, never retried."""
+        by_reason: dict[str, list[ReadableSpan]] = {}
+        for span, why in rejected:
+            if decision_count(span):
+                by_reason.setdefault(why, []).append(span)
+            else:
+                stats.add("spans_dropped")
+        for why, spans in by_reason.items():
+            decisions = _decisions(spans)
+            if self.dead_letters is None:
+                self.ledger.lose(decisions, f"rejected for good ({why}), and there is no dead-letter directory",
+                                 closing=self._closing)
+                continue
+            try:
+                self.dead_letters.write(spans, why, decision_count)
+            except OSError as exc:
+                self.ledger.lose(decisions, f"rejected for good ({why}), and writing the dead-letter file "
+                                 f"failed: {exc!r}", closing=self._closing)
+                continue
+            self.ledger.dead_lettered(decisions, why, self.dead_letters.path)
 
     # -- spool and loss ------------------------------------------------------------------------
+    def _spool_usable(self) -> bool:
+        return self.spool is not None and time.monotonic() >= self._spool_retry_at
+
     def _spill(self, spans: Sequence[ReadableSpan], why: str, *, producer: bool = False,
-               prepared: bool = False) -> bool:
+               prepared: bool = False, hold: bool = False) -> bool:
+        """Write the decision spans of ``spans`` to the spool. When that fails: with ``hold`` the
+        caller keeps them (False is returned, nothing is counted), otherwise they are counted lost."""
         audit = [s for s in spans if decision_count(s)]
         if len(audit) < len(spans):
             stats.add("spans_dropped", len(spans) - len(audit))
@@ -366,29 +467,23 @@ class DecisionSpanProcessor(SpanProcessor):
             except Exception as exc:
                 _log.error("decisiontrail: preparing a batch for the spool failed: %r", exc)
         try:
-            self.spool.append(audit)
+            self.spool.append(audit, decisions)
         except Exception as exc:
+            self._spool_retry_at = time.monotonic() + _SPOOL_RETRY_SECONDS
+            self._spool_problem = repr(exc)
+            self.ledger.spool_error(f"writing {decisions} decisions to {self.spool.directory} failed: {exc!r}")
+            if hold:
+                return False
             self._lose(decisions, f"{why}, and writing the spool failed: {exc!r}", producer=producer)
             return False
+        self._spool_retry_at = 0.0
         stats.add("spooled", decisions)
         if self.replayer is not None:
             self.replayer.wake()
         return True
 
     def _lose(self, decisions: int, why: str, *, producer: bool = False) -> None:
-        stats.add("lost", decisions)
-        now = time.monotonic()
-        with self._loss_lock:
-            self._lost_unlogged += decisions
-            if now - self._last_loss_log >= _LOG_INTERVAL or self._closing:
-                n, self._lost_unlogged, self._last_loss_log = self._lost_unlogged, 0, now
-            else:
-                n = 0
-        if n:
-            _log.error("decisiontrail: %d decisions lost (%s); %d lost in this process so far",
-                       n, why, stats.snapshot()["lost"])
-        if producer and self.fail_closed:
-            raise DecisionLostError(f"{decisions} decision(s) lost: {why}")
+        self.ledger.lose(decisions, why, producer=producer, closing=self._closing)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -412,9 +507,12 @@ class DecisionSpanProcessor(SpanProcessor):
 
     def drain(self, timeout_millis: int = 30000) -> bool:
         """force_flush, then wait until the spool holds nothing this process can replay: True when
-        every decision so far was exported (tests, health checks, a graceful stop)."""
+        every decision so far was exported (tests, health checks, a graceful stop). False on
+        timeout, and for good once anything was lost, dead-lettered or found corrupt in the spool
+        (``health()["undelivered"]`` says what and why)."""
         deadline = time.monotonic() + timeout_millis / 1000
-        return self.force_flush(timeout_millis) and self._drain_spool(deadline, give_up_when_down=False)
+        drained = self.force_flush(timeout_millis) and self._drain_spool(deadline, give_up_when_down=False)
+        return drained and self.ledger.clean
 
     def _drain_spool(self, deadline: float, give_up_when_down: bool) -> bool:
         if self.replayer is None:
@@ -464,21 +562,15 @@ class DecisionSpanProcessor(SpanProcessor):
             self.replayer.stop(timeout=2.0)
         if self.spool is not None:
             self.spool.close()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
         self._shutdown_exporter()
-        self._log_losses()
+        self.ledger.log_held_back()
 
     def _shutdown_exporter(self) -> None:
         if not self._exporter_shut:
             self._exporter_shut = True
             self.exporter.shutdown()
-
-    def _log_losses(self) -> None:
-        """Log the losses the rate limit held back."""
-        with self._loss_lock:
-            n, self._lost_unlogged = self._lost_unlogged, 0
-        if n:
-            _log.error("decisiontrail: %d more decisions lost; %d lost in this process so far",
-                       n, stats.snapshot()["lost"])
 
 
 def _after_fork_in_child(ref: weakref.ReferenceType[DecisionSpanProcessor]) -> None:

@@ -35,6 +35,7 @@ from .conventions import SpanAttributes as S
 from .encoding import DEFAULT_MAX_CHARS, DEFAULT_MAX_DEPTH, FieldEncoder, bound_attribute, sha256_hex, to_jsonable
 from .errors import DecisionLostError, RecordingError
 from .ids import new_decision_id, new_decision_ids, offset_id
+from .losses import raise_pending
 from .batching import BatchEncoder
 from .models import ModelIdentity, default_version, identify
 from .redaction import RedactionPolicy
@@ -272,6 +273,8 @@ class Recorder:
         self._emit_batch(ident, events, span)
         for attrs in events:
             self._raise_if_partial(attrs)
+        if self.settings.fail_closed:
+            raise_pending()  # losses found on the export side since the last call (losses.py)
         return first
 
     def _emit_batch(self, ident: ModelIdentity, events: list[dict[str, Any]], span: Span | None) -> None:
@@ -345,6 +348,8 @@ class Recorder:
         finally:
             if own is not None:
                 own.end()
+        if self.settings.fail_closed:
+            raise_pending()  # losses found on the export side since the last call (losses.py)
         return decision_id
 
 

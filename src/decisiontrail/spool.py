@@ -142,7 +142,7 @@ class Spool:
         self._fd, self._path, self._size = fd, path, 0
         return fd
 
-    def append(self, spans: Sequence[ReadableSpan]) -> None:
+    def append(self, spans: Sequence[ReadableSpan], decisions: int = 0) -> None:
         """Write ``spans`` as one OTLP JSON line; return once it is on disk (fsync). Raises OSError."""
         if not spans:
             return
@@ -272,6 +272,9 @@ class Replayer:
                     return
                 self._thread = thread
             self._cond.notify_all()
+
+    def exporter_worked(self) -> None:
+        """The exporter accepted a batch (sent directly, not from the spool)."""
 
     def wait_idle(self, timeout: float) -> bool:
         """True once a pass that began after this call found nothing left it could claim."""

@@ -19,6 +19,9 @@ COUNTERS = {
     "exported": "Decisions whose span the exporter acknowledged.",
     "spooled": "Decisions written to the local spool (queue full or export failed).",
     "lost": "Decisions dropped by an explicitly lossy policy or an unrecoverable failure.",
+    "dead_lettered": "Decisions refused for good or too big to send: in the dead-letter file, never retried.",
+    "spool_corrupt": "Spool records that failed their checksum or shape check: kept aside, not replayed.",
+    "spool_errors": "Failed spool writes and spool directories found deleted or unwritable.",
     "spans_dropped": "Spans without decisions dropped because the queue was full.",
     "payload_errors": "Full payloads the payload store failed to write (each decision went out bounded, "
                       "with decision.error and no reference).",
