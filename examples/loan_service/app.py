@@ -24,7 +24,8 @@ service reads its trace id from the OpenTelemetry API and returns it with the de
 
 The model is loaded from ``LOAN_MODEL_PATH`` (default: loan_model.joblib next to this file); when
 the file is missing it is trained on synthetic applications and saved there. ``HOST`` and ``PORT``
-say where to listen (default 0.0.0.0:8000).
+say where to listen (default 127.0.0.1:8000: this machine only; the container image sets
+``HOST=0.0.0.0``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def decide() -> Any:
     frame = pd.DataFrame([{f: a[f] for f in FEATURES} for a in applications], columns=FEATURES)
     proba = model.predict_proba(frame)  # one decision per application
     approve = list(model.classes_).index("approve")
+    # The audit trail has every probability by class name at full precision; the answer rounds.
     decisions = [{"decision": str(model.classes_[row.argmax()]), "approval_probability": round(float(row[approve]), 4)}
                  for row in proba]
     trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
@@ -135,7 +137,7 @@ def health() -> str:
 def main() -> None:
     # SIGTERM (docker stop, the tests) exits normally, so the OpenTelemetry SDK flushes at exit.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    app.run(host=os.environ.get("HOST", "0.0.0.0"), port=int(os.environ.get("PORT", "8000")), threaded=True)
+    app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8000")), threaded=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Public API (one obvious way each):
   and context-manager forms;
 - :func:`record_outcome` and :func:`record_review` record what later happened to a decision and a
   human's review of it (append-only records bound by decision id);
-- :func:`register_model` names a model object.
+- :func:`register_model` names a model object;
+- :func:`using_subject` gives every decision of a block its subject id and business keys.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .lifecycle import record_outcome, record_review
 from .models import register_model
 from .recorder import DecisionHandle, audited, decision, record_decision
 from .sampling import AuditSampler
+from .subjects import using_subject
 from .version import __version__
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "record_outcome",
     "record_review",
     "register_model",
+    "using_subject",
     "AuditSampler",
     "DecisionTrailError",
     "ConfigurationError",

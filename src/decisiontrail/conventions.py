@@ -9,7 +9,7 @@ Names follow OpenTelemetry's dotted lower-case style. Official conventions are u
 from __future__ import annotations
 
 __all__ = ["DECISION_EVENT", "OUTCOME_EVENT", "REVIEW_EVENT", "AUDIT_EVENTS", "REVIEW_ACTIONS", "SCOPE_NAME",
-           "ModelAttributes", "DecisionAttributes", "LifecycleAttributes", "SpanAttributes"]
+           "ModelAttributes", "DecisionAttributes", "LifecycleAttributes", "SubjectAttributes", "SpanAttributes"]
 
 DECISION_EVENT = "model.decision"
 """Name of the span event (and, later, the log event) that records one decision."""
@@ -66,7 +66,10 @@ class DecisionAttributes:
     LABEL = "decision.label"
     """The decided class or action, as a string (``approve``, ``1``)."""
     SCORE = "decision.score"
-    """The decided class's score or probability, a finite double."""
+    """The model's score of the recorded label, a finite double: the probability of ``decision.label``
+    when the model gives probabilities (``predict_proba``), else its own score of that label (the
+    margin in favour of it, an anomaly score, a regression's value). Never the probability of another
+    class: an approval probability on a ``deny`` decision is written as ``1 - p``."""
     EXPLANATION = "decision.explanation"
     """Canonical JSON of an explanation (feature attributions, rule trace), bounded like the input."""
     EXPLANATION_HASH = "decision.explanation.hash"
@@ -133,6 +136,21 @@ class LifecycleAttributes:
     """``sha256:<hex>`` of the full canonical JSON of the review's output; set when it was bounded."""
     REVIEW_RATIONALE = "decision.review.rationale"
     """Why: the reviewer's free text, cut to the size cap."""
+
+
+class SubjectAttributes:
+    """Who a decision is about and which business records it belongs to: set for every decision in
+    a ``decisiontrail.using_subject`` scope (or by the Flask instrumentor's request mapping), hashed
+    or redacted by the recorder's redaction policy like the inputs."""
+
+    ID = "enduser.id"
+    """Official OpenTelemetry name: the subject's id in clear, when no hash secret is configured."""
+    PSEUDO_ID = "enduser.pseudo.id"
+    """Official OpenTelemetry name: the subject's keyed pseudonym (``hmac-sha256:<32 hex>``), when a
+    hash secret is configured; ``decisiontrail pseudonym VALUE`` prints it for a given id."""
+    KEY = "decision.key"
+    """Prefix of the business keys: ``decision.key.<name>`` (``decision.key.loan_id``), a string,
+    hashed when ``<name>`` is a hash key of the policy, ``[REDACTED]`` when a redact key."""
 
 
 class SpanAttributes:

@@ -1,9 +1,11 @@
 """``decisiontrail demo``: a loan-approval model audited on the embedded default (no collector).
 
 Trains a scikit-learn logistic regression on synthetic applications, then serves N applications,
-each inside a request span ``POST /loans``, through an ``@audited`` predict that returns the decision,
-its probability, per-feature contributions and adverse-action reason codes. The applicant id is
-hashed (keyed) and the national id redacted before anything is written.
+each inside a request span ``POST /loans`` and a ``using_subject`` scope (the applicant), as a
+``decisiontrail.decision`` block around a predict that returns the decision, its probability,
+per-feature contributions and adverse-action reason codes. ``decision.score`` is the probability of the decided label (the
+conventions' definition): the approval probability of an approval, one minus it of a denial. The
+applicant id is hashed (keyed) and the national id redacted before anything is written.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from .config import configure
-from .recorder import audited
+from .recorder import decision
+from .subjects import using_subject
 
 __all__ = ["run_demo", "DemoResult", "FEATURES"]
 
@@ -70,16 +73,14 @@ def run_demo(out: str | Path = "decisiontrail-data", n: int = 200, seed: int = 1
                     redact_keys=["national_id"], hash_secret="demo-only-secret", model_version=MODEL_VERSION)
     tracer = cfg.tracer_provider.get_tracer("decisiontrail.demo")
 
-    @audited(model_name=MODEL_NAME, model_version=MODEL_VERSION,
-             label=lambda r: r["decision"], score=lambda r: r["approval_probability"],
-             explanation=lambda r: {"contributions": r["contributions"]}, reason_codes=lambda r: r["reason_codes"])
     def decide(application: dict[str, Any]) -> dict[str, Any]:
         row = np.array([[application[f] for f in FEATURES]], dtype=float)
         p = float(model.predict_proba(row)[0, 1])
         contrib = dict(zip(FEATURES, (scaler.transform(row)[0] * clf.coef_[0]).round(4).tolist()))
         worst = sorted((c, f) for f, c in contrib.items() if c < 0)[:2]
         approved = p >= 0.5
-        return {"decision": "approve" if approved else "deny", "approval_probability": round(p, 4),
+        return {"decision": "approve" if approved else "deny", "approval_probability": p,
+                "probability": p if approved else 1 - p,
                 "contributions": contrib, "reason_codes": [] if approved else [f for _, f in worst]}
 
     _, _, apps = _applications(n, seed)
@@ -87,15 +88,16 @@ def run_demo(out: str | Path = "decisiontrail-data", n: int = 200, seed: int = 1
     traces: list[str] = []
     for app in apps:
         with tracer.start_as_current_span("POST /loans", kind=SpanKind.SERVER,
-                                          attributes={"http.request.method": "POST", "url.path": "/loans"}) as span:
-            decide(app)
-            traces.append(format(span.get_span_context().trace_id, "032x"))
-    cfg.shutdown()
-    from .store.reader import iter_decisions
-
-    for d in iter_decisions(out):
-        if d.trace_id in set(traces):
+                                          attributes={"http.request.method": "POST", "url.path": "/loans"}) as span, \
+                using_subject(app["applicant_id"], loan_id=f"L-{app['applicant_id'][2:]}"), \
+                decision(MODEL_NAME, app, version=MODEL_VERSION) as d:
+            r = decide(app)
+            d.output, d.label, d.score = r, r["decision"], r["probability"]
+            d.explanation, d.reason_codes = {"contributions": r["contributions"]}, r["reason_codes"]
+        if d.decision_id:
             ids.append(d.decision_id)
+        traces.append(format(span.get_span_context().trace_id, "032x"))
+    cfg.shutdown()
     return DemoResult(Path(out), len(apps), ids, traces)
 
 

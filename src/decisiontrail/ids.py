@@ -16,7 +16,7 @@ import os
 import threading
 import time
 
-__all__ = ["new_decision_id", "new_decision_ids", "offset_id", "decision_id_time_ns"]
+__all__ = ["new_decision_id", "new_decision_ids", "offset_id", "batch_row", "decision_id_time_ns"]
 
 _COUNTER_BITS = 26
 _COUNTER_MASK = (1 << _COUNTER_BITS) - 1
@@ -67,14 +67,31 @@ def new_decision_id() -> str:
     return new_decision_ids(1)
 
 
+def _parts(decision_id: str) -> tuple[int, int]:
+    """(milliseconds, counter) of an id."""
+    value = int(decision_id.replace("-", ""), 16)
+    return value >> 80, ((value >> 64) & 0xFFF) << 14 | ((value >> 48) & 0x3FFF)
+
+
 def offset_id(first: str, i: int) -> str:
     """The id of row ``i`` of a batch whose first id is ``first``."""
     if i == 0:
         return first
-    value = int(first.replace("-", ""), 16)
-    ms = value >> 80
-    count = ((value >> 64) & 0xFFF) << 14 | ((value >> 48) & 0x3FFF)
+    ms, count = _parts(first)
     return _format(ms, count + i, first[-12:])
+
+
+def batch_row(first: str, decision_id: str) -> int | None:
+    """``i`` such that ``offset_id(first, i) == decision_id``, or None (another process, another
+    millisecond, or before ``first``)."""
+    try:
+        if len(first) != 36 or len(decision_id) != 36 or first[-12:] != decision_id[-12:]:
+            return None
+        (ms, count), (other_ms, other_count) = _parts(first), _parts(decision_id)
+    except ValueError:
+        return None
+    i = (other_count - count) & _COUNTER_MASK
+    return i if other_ms == ms and offset_id(first, i) == decision_id else None
 
 
 def decision_id_time_ns(decision_id: str) -> int:

@@ -40,6 +40,7 @@ from .batching import BatchEncoder
 from .models import ModelIdentity, default_version, identify
 from .redaction import RedactionPolicy
 from .store.payloads import PayloadStore, payload_store_from_env
+from .subjects import subject_attributes
 from .version import __version__
 
 __all__ = [
@@ -218,7 +219,12 @@ class Recorder:
         """Add one decision event to ``span`` (or, with ``event``, another audit event: an outcome or
         review record, counted in ``decision.audit.records`` instead of ``decision.count``). The hash
         chain and the input hash are applied later, on the export thread (chain.ChainStage), so the
-        recording thread only encodes and appends."""
+        recording thread only encodes and appends. The subject and business keys of the current
+        ``using_subject`` scope are added here, once for single and batch events alike (explicit
+        attributes win)."""
+        scoped = subject_attributes(self.settings.redaction, self.settings.max_chars)
+        if scoped:
+            _add_scoped(attrs, scoped)
         add = getattr(span, "_add_event", None) if validated else None
         if add is not None:
             # The SDK's add_event re-validates every attribute (~0.9 µs each); ours are valid by
@@ -351,6 +357,14 @@ class Recorder:
         if self.settings.fail_closed:
             raise_pending()  # losses found on the export side since the last call (losses.py)
         return decision_id
+
+
+def _add_scoped(attrs: dict[str, Any], scoped: dict[str, Any]) -> None:
+    for k, v in scoped.items():
+        if k in (D.REDACTED, D.TRUNCATED):
+            attrs[k] = [*attrs.get(k, ()), *v]
+        else:
+            attrs.setdefault(k, v)
 
 
 def _safe_len(rows: Any) -> int:

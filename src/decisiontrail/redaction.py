@@ -23,10 +23,16 @@ from typing import Any, Iterable
 
 from .encoding import canonical_json
 
-__all__ = ["RedactionPolicy", "REDACTED"]
+__all__ = ["RedactionPolicy", "REDACTED", "pseudonym"]
 
 REDACTED = "[REDACTED]"
 _log = logging.getLogger(__name__)
+
+
+def pseudonym(value: Any, secret: bytes) -> str:
+    """``hmac-sha256:<32 hex>`` of the canonical JSON of ``value`` keyed with ``secret``."""
+    digest = hmac.new(secret, canonical_json(value).encode(), hashlib.sha256)
+    return "hmac-sha256:" + digest.hexdigest()[:32]
 
 
 def _keys(names: Iterable[str] | None) -> frozenset[str]:
@@ -69,8 +75,7 @@ class RedactionPolicy:
         return bool(self.redact_keys or self.hash_keys)
 
     def pseudonym(self, value: Any) -> str:
-        digest = hmac.new(self.hash_secret, canonical_json(value).encode(), hashlib.sha256)
-        return "hmac-sha256:" + digest.hexdigest()[:32]
+        return pseudonym(value, self.hash_secret)
 
     def apply(self, value: Any, path: str, redacted: list[str]) -> Any:
         """Return ``value`` (a plain JSON-safe structure) with private fields replaced; the path

@@ -98,3 +98,36 @@ def test_uninstrument_restores_wsgi_app(audit: Audit, instrumented: Callable[...
     assert_restored(wrapped, before)
     r = make_app().test_client().post("/score", json={"rows": X[:1].tolist()})
     assert r.status_code == 200 and "decision-id" not in r.headers
+
+
+def test_request_fields_and_headers_become_subject_and_keys(audit: Audit, instrumented: Callable[..., Any],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zero code: DECISIONTRAIL_FLASK_SUBJECT / _KEYS map the request to enduser.id and decision.key.*."""
+    monkeypatch.setenv("DECISIONTRAIL_FLASK_SUBJECT", "json:applicant.id|header:X-Applicant-Id")
+    monkeypatch.setenv("DECISIONTRAIL_FLASK_KEYS", "loan_id=json:loan_id,order_id=header:X-Order-Id,page=query:p")
+    instrumented(SklearnInstrumentor)
+    instrumented(FlaskDecisionIdInstrumentor)
+    app = make_app()
+    client = app.test_client()
+    r = client.post("/score?p=4", json={"rows": X[:2].tolist(), "applicant": {"id": "A-7"}, "loan_id": 31},
+                    headers={"X-Order-Id": "O-1"})
+    assert r.status_code == 200
+    by_id = {d.decision_id: d for d in audit.decisions()}
+    for did in r.headers["decision-id"].split(", "):
+        a = by_id[did].attributes
+        assert (a["enduser.id"], a["decision.key.loan_id"], a["decision.key.order_id"], a["decision.key.page"]) == \
+            ("A-7", "31", "O-1", "4")
+    r2 = client.post("/score", json={"rows": X[:1].tolist()}, headers={"X-Applicant-Id": "A-8"})
+    (did,) = r2.headers["decision-id"].split(", ")
+    a = {d.decision_id: d for d in audit.decisions()}[did].attributes
+    assert a["enduser.id"] == "A-8" and not any(k.startswith("decision.key.") for k in a)
+
+
+def test_a_bad_mapping_argument_raises_and_a_bad_variable_is_ignored(instrumented: Callable[..., Any],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TypeError, match="KIND:NAME"):
+        FlaskDecisionIdInstrumentor().instrument(subject="applicant_id")
+    FlaskDecisionIdInstrumentor().uninstrument()
+    monkeypatch.setenv("DECISIONTRAIL_FLASK_SUBJECT", "cookie:sid")
+    inst = instrumented(FlaskDecisionIdInstrumentor)
+    assert not inst._state.mapping

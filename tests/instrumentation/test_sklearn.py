@@ -78,9 +78,10 @@ def test_predict_proba_records_one_decision_per_row_with_label_and_score(audit: 
         assert d.decision_id == offset_id(first, i)
         assert (d.batch_index, d.attributes["decision.batch.size"]) == (i, 5)
         assert d.input == pytest.approx(X[i].tolist())
-        assert d.output == pytest.approx(proba[i].tolist())
+        # Probabilities named by class; the score is the probability of the recorded label.
+        assert d.output == pytest.approx(dict(zip(pipe.classes_.tolist(), proba[i].tolist())))
         assert d.label == pipe.classes_[proba[i].argmax()]
-        assert d.score == pytest.approx(proba[i].max())
+        assert d.score == pytest.approx(proba[i].max()) == pytest.approx(d.output[d.label])
         assert (d.model_name, d.attributes["model.framework"]) == ("Pipeline", "sklearn")
         assert d.attributes["model.artifact.hash"].startswith("sha256:")
 
@@ -377,3 +378,18 @@ def test_bad_options_raise_type_error() -> None:
     with pytest.raises(TypeError):
         SklearnInstrumentor().instrument(tracer_provider=TracerProvider())
     assert not SklearnInstrumentor().is_instrumented_by_opentelemetry
+
+
+def test_scores_are_the_score_of_the_recorded_label(audit: Audit, sk: Any) -> None:
+    """decision.score (docs/semantic-conventions.md): a binary margin counts in favour of the label it
+    chose; log-probabilities are named by class and scored as the label's probability."""
+    clf = fitted(LogisticRegression())
+    margin = clf.decision_function(X[:6])
+    log_proba = clf.predict_log_proba(X[:6])
+    decisions = audit.decisions()
+    for i, d in enumerate(decisions[:6]):
+        assert d.label == clf.classes_[int(margin[i] > 0)]
+        assert d.score == pytest.approx(abs(margin[i])) and d.score >= 0
+    for i, d in enumerate(decisions[6:]):
+        assert d.output == pytest.approx(dict(zip(clf.classes_.tolist(), log_proba[i].tolist())))
+        assert d.score == pytest.approx(np.exp(d.output[d.label])) and d.score >= 0.5

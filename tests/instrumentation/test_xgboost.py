@@ -49,7 +49,7 @@ def test_classifier_predict_proba_and_predict(audit: Audit, xg: Any) -> None:
     for i, d in enumerate(decisions[:6]):
         assert d.decision_id == offset_id(first, i)
         assert d.label == str(proba[i].argmax()) and d.score == pytest.approx(proba[i].max())
-        assert d.output == pytest.approx(proba[i].tolist(), rel=1e-6)
+        assert d.output == pytest.approx({str(c): v for c, v in enumerate(proba[i].tolist())}, rel=1e-6)
         assert d.attributes["model.framework"] == "xgboost"
     assert [d.label for d in decisions[6:]] == [str(v) for v in labels]
 

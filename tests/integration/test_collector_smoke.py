@@ -123,10 +123,12 @@ def test_decision_reaches_audit_file_once_and_jaeger(collector: CollectorProcess
 
 def test_collector_masks_what_the_application_missed(collector: CollectorProcess, jaeger: JaegerProcess,
                                                      wait_for: Callable[..., Any]) -> None:
-    """transform/redact: e-mail addresses and card numbers masked (JSON stays valid), secret keys deleted."""
+    """transform/redact: e-mail addresses and card numbers inside JSON strings masked, the values of
+    private JSON field names masked (a card-number field, even as a number), secret attribute keys
+    deleted; numbers under other names are never altered."""
     decision_id = str(uuid.uuid4())
     raw = {"email": "alice@example.com", "card": 4111111111111111, "note": "card 5500-0000-0000-0004 ok",
-           "created_us": 1763000000000000, "amount": 120}
+           "created_us": 1763000000000000, "amount": 120, "ref": 4111111111111111}
     event = _decision_event(decision_id, **{
         "decision.input": json.dumps(raw, separators=(",", ":")),
         "decision.explanation": json.dumps({"contact": "bob@example.org", "weight": 0.4}),
@@ -139,6 +141,7 @@ def test_collector_masks_what_the_application_missed(collector: CollectorProcess
     assert json.loads(attrs["decision.input"]) == {
         "email": "[REDACTED]", "card": "[REDACTED]", "note": "card [REDACTED] ok",
         "created_us": 1763000000000000, "amount": 120,  # long numbers that are no card numbers stay
+        "ref": 4111111111111111,  # a number under a name that is not private: never altered
     }
     assert json.loads(attrs["decision.explanation"]) == {"contact": "[REDACTED]", "weight": 0.4}
     assert json.loads(attrs["decision.output"]) == [0.2, 0.8]

@@ -52,8 +52,9 @@ def service(collector: CollectorProcess, tmp_path: Path) -> Iterator[ManagedProc
         "DECISIONTRAIL_MODEL_NAME": "loan-approval",
         "DECISIONTRAIL_MODEL_VERSION": "1",
         "LOAN_MODEL_PATH": str(tmp_path / "model" / "loan_model.joblib"),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
+        "DECISIONTRAIL_FLASK_SUBJECT": "json:applicant_id|header:X-Applicant-Id",
+        "DECISIONTRAIL_FLASK_KEYS": "loan_id=header:X-Loan-Id",
+        "PORT": str(port),  # HOST left to its default: 127.0.0.1
     }
     proc = ManagedProcess(
         name="loan-service",
@@ -68,10 +69,10 @@ def service(collector: CollectorProcess, tmp_path: Path) -> Iterator[ManagedProc
         proc.stop()
 
 
-def post(service: ManagedProcess, body: dict[str, Any]) -> Answer:
+def post(service: ManagedProcess, body: dict[str, Any], headers: dict[str, str] | None = None) -> Answer:
     url = service.health_url.replace("/health", "/loans")
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert resp.status == 200
         payload = json.loads(resp.read())
@@ -82,7 +83,9 @@ def post(service: ManagedProcess, body: dict[str, Any]) -> Answer:
 
 def test_every_returned_decision_is_audited_with_its_trace(service: ManagedProcess,
                                                            collector: CollectorProcess) -> None:
-    answers = [post(service, a) for a in APPLICATIONS]
+    # The first is the README's curl request; the subject and loan id come from the request (zero code).
+    answers = [post(service, a, {"X-Applicant-Id": f"A-{i}", "X-Loan-Id": f"L-{i}"})
+               for i, a in enumerate(APPLICATIONS)]
     answers.append(post(service, {"applications": APPLICATIONS}))
     assert [len(a.decision_ids) for a in answers] == [1, 1, 1, 3]
     expected = {i: a for a in answers for i in a.decision_ids}
@@ -102,9 +105,27 @@ def test_every_returned_decision_is_audited_with_its_trace(service: ManagedProce
         assert d.span_name == "predict loan-approval"
         row = answer.decision_ids.index(did)
         assert d.label == answer.decisions[row]["decision"]
-        assert d.input == APPLICATIONS[row if len(answer.decision_ids) > 1 else answers.index(answer)]
+        app_index = row if len(answer.decision_ids) > 1 else answers.index(answer)
+        assert d.input == APPLICATIONS[app_index]
+        # Probabilities named by class, full precision; the score is the probability of the label.
+        assert set(d.output) == {"approve", "deny"} and d.score == d.output[d.label] >= 0.5
+        assert round(d.output["approve"], 4) == answer.decisions[row]["approval_probability"]
+        if len(answer.decision_ids) == 1:
+            assert d.attributes["enduser.id"] == f"A-{app_index}"
+            assert d.attributes["decision.key.loan_id"] == f"L-{app_index}"
+        else:
+            assert "enduser.id" not in d.attributes
         # Linked into the hash chain: exported by decisiontrail's processor, not the SDK's BatchSpanProcessor.
         assert isinstance(d.attributes.get("decision.chain.seq"), int), d.attributes
+
+    cli = [sys.executable, "-m", "decisiontrail.cli"]
+    verify = subprocess.run([*cli, "verify", "--data", str(collector.audit_dir)], capture_output=True, text=True)
+    assert verify.returncode == 0 and "6 decisions" in verify.stdout and " 0 problems" in verify.stdout, verify.stdout
+    assert not any("decision.collector.redacted" in d.attributes for d in found.values())
+    mine = subprocess.run([*cli, "query", "--data", str(collector.audit_dir), "--subject", "A-0", "--format", "jsonl"],
+                          capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                               if k != "DECISIONTRAIL_HASH_SECRET"})
+    assert [json.loads(line)["decision_id"] for line in mine.stdout.splitlines()] == answers[0].decision_ids
 
     assert collector.jaeger is not None
     for answer in answers:
@@ -117,9 +138,23 @@ def test_every_returned_decision_is_audited_with_its_trace(service: ManagedProce
         assert answer.decision_ids[0] in logged
 
 
-def test_a_request_without_decisions_has_no_decision_header(service: ManagedProcess) -> None:
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses with a socket listening on ``port`` (Linux /proc/net/tcp{,6})."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_no_decision_header_without_decisions_and_loopback_only_by_default(service: ManagedProcess) -> None:
     with urllib.request.urlopen(service.health_url, timeout=10) as resp:
         assert resp.status == 200 and resp.headers.get("decision-id") is None
+    port = int(service.health_url.split(":")[2].split("/")[0])
+    assert _listening_addresses(port) == {"0100007F"}  # HOST unset: 127.0.0.1, not 0.0.0.0 or ::
 
 
 def call(service: ManagedProcess, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -139,8 +174,6 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_outcomes_and_reviews_over_http_reach_the_audit_files_chained(service: ManagedProcess,
                                                                       collector: CollectorProcess) -> None:
-    # Not APPLICATIONS[0]: its approval probability's 16 digits look like a card number to the collector's
-    # transform/redact, which masks them, and verify then flags that decision (by design, see otelcol.yaml).
     answer = post(service, {"applications": APPLICATIONS[1:]})
     first, second = answer.decision_ids
     model_label = answer.decisions[0]["decision"]

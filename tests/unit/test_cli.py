@@ -24,7 +24,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "data"
     p = run("demo", "--out", str(out), "--n", "40")
     assert f"Recorded 40 decisions from 40 requests into {out.resolve()}" in p.stdout
-    assert f"decisiontrail query --data {out}" in p.stdout
+    assert f"decisiontrail.cli query --data {out}" in p.stdout  # run as python -m: printed that way
     return out
 
 
@@ -61,6 +61,10 @@ def test_table_and_csv(demo: Path) -> None:
     assert len(table) == 3
     rows = list(csv.DictReader(io.StringIO(run("query", "--data", str(demo), "--format", "csv").stdout)))
     assert len(rows) == 40 and json.loads(rows[0]["input"])["national_id"] == "[REDACTED]"
+    # Full precision: the CSV score is the recorded double, not the table's 4 decimals.
+    scores = {r["decision_id"]: r["score"] for r in jsonl("--data", str(demo))}
+    assert all(float(r["score"]) == scores[r["decision_id"]] for r in rows)
+    assert any(len(r["score"].split(".")[1]) > 4 for r in rows)
 
 
 def test_show_a_decision_with_its_trace(demo: Path) -> None:
@@ -80,7 +84,8 @@ def test_show_a_trace_id(demo: Path) -> None:
 def test_exit_codes(demo: Path) -> None:
     assert run("show", "no-such-id", "--data", str(demo), check=False).returncode == 1
     assert run("show", "x", check=False).returncode == 2
-    assert run("query", "--data", str(demo / "missing"), check=False).returncode == 1
+    missing = run("query", "--data", str(demo / "missing"), check=False)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no audit data at" in missing.stderr
     assert run("query", check=False).returncode == 2
 
 

@@ -14,6 +14,7 @@ DOC = (ROOT / "docs" / "semantic-conventions.md").read_text()
 def constants() -> set[str]:
     names = set(conventions.AUDIT_EVENTS)
     for cls in (conventions.ModelAttributes, conventions.DecisionAttributes, conventions.LifecycleAttributes,
+                conventions.SubjectAttributes,
                 conventions.SpanAttributes):
         names |= {v for k, v in vars(cls).items() if k.isupper()}
     return names

@@ -11,7 +11,7 @@ import decisiontrail
 def test_exported_surface() -> None:
     assert sorted(decisiontrail.__all__) == sorted([
         "__version__", "configure", "Configuration", "record_decision", "audited", "decision",
-        "DecisionHandle", "register_model", "AuditSampler", "DecisionTrailError", "ConfigurationError",
+        "DecisionHandle", "register_model", "using_subject", "AuditSampler", "DecisionTrailError", "ConfigurationError",
         "RecordingError", "DecisionLostError", "record_outcome", "record_review", "InvalidRecordError",
     ])
     for name in decisiontrail.__all__:

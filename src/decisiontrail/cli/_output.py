@@ -14,11 +14,12 @@ __all__ = ["PRINTERS", "cell"]
 _TABLE_COLUMNS = ("timestamp", "decision_id", "model_name", "model_version", "label", "score", "trace_id")
 
 
-def cell(v: Any) -> str:
+def cell(v: Any, rounded: bool = True) -> str:
+    """One value as text: floats with 4 decimals in the table (``rounded``), else in full (CSV)."""
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.4f}"
+        return f"{v:.4f}" if rounded else repr(v)
     return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
 
@@ -47,7 +48,7 @@ def print_csv(records: Iterable[DecisionRecord], out: TextIO) -> int:
     w = csv.writer(out)
     w.writerow(columns)
     for row in rows:
-        w.writerow([cell(row.get(c)) for c in columns])
+        w.writerow([cell(row.get(c), rounded=False) for c in columns])
     return len(rows)
 
 

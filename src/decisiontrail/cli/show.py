@@ -12,9 +12,12 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ..conventions import DECISION_EVENT, OUTCOME_EVENT, REVIEW_EVENT
+from ..conventions import DecisionAttributes as D
+from ..exporters.otlpjson import decode_attributes
 from ..store.lifecycle import NOT_FOUND_HERE, Lifecycle, LifecycleIndex
 from ..store import payloads
 from ..store.reader import DecisionRecord, SpanRecord, iter_decisions, iter_spans
+from ._args import EXIT_FOUND, EXIT_NOTHING, EXIT_USAGE, jaeger_problem
 
 
 __all__ = ["register", "run", "span_tree", "timeline"]
@@ -22,10 +25,13 @@ _NOTES = ((DECISION_EVENT, "decision"), (REVIEW_EVENT, "review"), (OUTCOME_EVENT
 
 
 def register(sub: Any) -> None:
-    s = sub.add_parser("show", help="one decision by decision id, or all decisions of a trace id")
-    s.add_argument("id")
+    s = sub.add_parser("show", help="one decision by decision id, or all decisions of a trace id",
+                       description="Print one decision (or every decision of a trace), its timeline and the "
+                                   "request's span tree.")
+    s.add_argument("id", help="a decision id (any row of a batch) or a trace id (32 hex digits)")
     s.add_argument("--data", action="append", help="audit directory or file; repeatable (one store)")
-    s.add_argument("--jaeger", help="Jaeger query base URL, e.g. http://127.0.0.1:16686")
+    s.add_argument("--jaeger", help="Jaeger query base URL, e.g. http://127.0.0.1:16686: the whole request "
+                                    "trace; if Jaeger cannot be reached, a warning and the local result")
     s.add_argument("--payload", choices=tuple(payloads.FIELDS),
                    help="write the exact full canonical JSON of this field (an offloaded payload is "
                         "fetched and checked against its hash) to stdout, nothing else")
@@ -42,13 +48,40 @@ def span_tree(spans: Sequence[SpanRecord], out: TextIO) -> None:
     def walk(parent: str, depth: int) -> None:
         for s in by_parent.get(parent, []):
             ms = (s.end_time_unix_nano - s.start_time_unix_nano) / 1e6
-            counts = [(sum(1 for e in s.events if e.get("name") == name), what) for name, what in _NOTES]
+            counts = [(sum(_rows(e) if name == DECISION_EVENT else 1 for e in s.events if e.get("name") == name),
+                       what) for name, what in _NOTES]
             note = ", ".join(f"{n} {what}{'s' * (n != 1)}" for n, what in counts if n)
             note = f"  [{note}]" if note else ""
             out.write(f"{'  ' * depth}- {s.name}  ({s.service_name or '?'}, {ms:.2f} ms, span {s.span_id}){note}\n")
             walk(s.span_id, depth + 1)
 
     walk("", 0)
+
+
+def _rows(event: dict[str, Any]) -> int:
+    """Decisions held by one event: a packed batch event holds ``decision.batch.count`` rows."""
+    count = decode_attributes(event.get("attributes")).get(D.BATCH_COUNT)
+    try:
+        return max(1, int(count)) if count is not None else 1
+    except (TypeError, ValueError):
+        return 1
+
+
+def _from_jaeger(url: str, ident: str, trace_id: str | None) -> dict[str, Any] | None:
+    """The trace from Jaeger, or None with a warning when it cannot be asked."""
+    from ..store import jaeger
+
+    problem = jaeger_problem(url)
+    if problem:
+        print(f"decisiontrail show: warning: {problem}; showing the local result only", file=sys.stderr)
+        return None
+    try:
+        if trace_id is None:
+            return jaeger.find_decision_trace(url, ident)
+        return jaeger.fetch_trace(url, trace_id) or None
+    except (jaeger.JaegerError, ValueError, OSError) as exc:
+        print(f"decisiontrail show: warning: {exc}; showing the local result only", file=sys.stderr)
+        return None
 
 
 def _short(value: Any) -> str:
@@ -96,8 +129,8 @@ def _raw_payload(decisions: Sequence[DecisionRecord], name: str, store: payloads
 
 def run(args: argparse.Namespace) -> int:
     if not (args.data or args.jaeger):
-        print("decisiontrail show: give --data DIR and/or --jaeger URL", file=sys.stderr)
-        return 2
+        print("decisiontrail show: error: give --data DIR and/or --jaeger URL", file=sys.stderr)
+        return EXIT_USAGE
     ident = args.id.strip().lower()
     is_trace = len(ident) == 32 and all(c in "0123456789abcdef" for c in ident)
     decisions: list[DecisionRecord] = []
@@ -115,10 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if args.jaeger:
         from ..store import jaeger
 
-        if trace_id is None:
-            trace_data = jaeger.find_decision_trace(args.jaeger, args.id.strip())
-        else:
-            trace_data = jaeger.fetch_trace(args.jaeger, trace_id)
+        trace_data = _from_jaeger(args.jaeger, args.id.strip(), trace_id)
         if trace_data:
             spans, jaeger_decisions = jaeger.to_records(trace_data)
             if not decisions:
@@ -127,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     orphan = None if decisions or is_trace else index.by_decision.get(args.id.strip())
     if not decisions and not spans and orphan is None:
         print(f"decisiontrail: no decision or trace {args.id}", file=sys.stderr)
-        return 1
+        return EXIT_NOTHING
     store = payloads.PayloadStore(args.payload_store) if args.payload_store else None
     if args.payload:
         return _raw_payload(decisions, args.payload, store)
@@ -144,4 +174,4 @@ def run(args: argparse.Namespace) -> int:
     if spans:
         print(f"\ntrace {trace_id}: {len(spans)} spans")
         span_tree(spans, sys.stdout)
-    return 0
+    return EXIT_FOUND

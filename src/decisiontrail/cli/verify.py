@@ -15,7 +15,9 @@ __all__ = ["register", "run"]
 
 
 def register(sub: Any) -> None:
-    v = sub.add_parser("verify", help="check the hash chains (tamper evidence)")
+    v = sub.add_parser("verify", help="check the hash chains (tamper evidence)",
+                       description="Check the hash chains of a store: exit 0 when every chained event "
+                                   "checks, 1 when any problem is found.")
     v.add_argument("--data", required=True, action="append",
                    help="audit directory or file; repeat it to verify several directories as one store "
                         "(a chain may span gateways)")

@@ -3,7 +3,8 @@
 It writes what the Collector's file exporter writes (one ``ExportTraceServiceRequest`` per line, see
 otlpjson.py) with the same rotation scheme (``<name>-<UTC time>.<ext>`` backups, as lumberjack names
 them), so ``decisiontrail query`` reads both. Each batch is flushed and, by default, fsynced before
-export reports success: an acknowledged decision is on disk.
+export reports success: an acknowledged decision is on disk. Files are created with mode 0600 and
+the directory with 0700 (like the spool's): the store holds what the models saw.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -24,16 +26,21 @@ __all__ = ["FileSpanExporter", "DEFAULT_FILE_NAME"]
 DEFAULT_FILE_NAME = "decisions.jsonl"
 
 
+def _open_private(path: Path) -> BinaryIO:
+    """Append to ``path``, created with mode 0600 (the umask can only narrow it)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+
+
 class FileSpanExporter(SpanExporter):
     def __init__(self, directory: str | os.PathLike[str], *, file_name: str = DEFAULT_FILE_NAME,
                  max_bytes: int = 100 * 1024 * 1024, fsync: bool = True) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = self.directory / file_name
         self.max_bytes = max_bytes
         self.fsync = fsync
         self._lock = threading.Lock()
-        self._file = open(self.path, "ab")
+        self._file = _open_private(self.path)
         self._closed = False
 
     def _rotate(self) -> None:
@@ -46,7 +53,7 @@ class FileSpanExporter(SpanExporter):
             target = self.path.with_name(f"{stem}-{stamp}-{n}{dot}{ext}")
             n += 1
         os.replace(self.path, target)
-        self._file = open(self.path, "ab")
+        self._file = _open_private(self.path)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:

@@ -3,10 +3,13 @@
 
 - ``predict``: one decision per row; on a classifier, clusterer or outlier detector (a model with
   ``classes_``, or a 1-d integer, boolean or string output) the output is also the label;
-- ``predict_proba`` / ``predict_log_proba``: label = ``classes_[argmax]``, score = its probability;
+- ``predict_proba`` / ``predict_log_proba``: the output of a row is ``{class name: probability}``
+  (log-probability for ``predict_log_proba``) when the model has ``classes_``, so an auditor reads
+  which number belongs to which class; label = ``classes_[argmax]``, score = its probability (the
+  conventions' ``decision.score``: the probability of the recorded label);
 - ``decision_function``: on a multi-class classifier label = ``classes_[argmax]`` and score = the
-  top margin; on a binary one label = ``classes_[margin > 0]``; elsewhere (outlier detectors) the
-  1-d output is the score, as for ``score_samples``.
+  top margin; on a binary one label = ``classes_[margin > 0]`` and score = the margin in its favour
+  (``|margin|``); elsewhere (outlier detectors) the 1-d output is the score, as for ``score_samples``.
 
 Options that make the output something else than predictions (``output_margin``, ``raw_score``,
 ``pred_leaf``, ``pred_contribs``...) leave label and score unset: the output is recorded as is.
@@ -18,7 +21,7 @@ from typing import Any
 
 from ._base import Extracted, ModelCallWrapper, Patcher, classes_defined_in, classifier_outcome, num_rows, rows_of
 
-__all__ = ["EXTRACTORS", "batch_of", "input_of"]
+__all__ = ["EXTRACTORS", "batch_of", "input_of", "named"]
 
 _RAW_OUTPUT_OPTIONS = ("output_margin", "raw_score", "pred_leaf", "pred_contrib", "pred_contribs",
                        "pred_interactions")
@@ -69,14 +72,28 @@ def predict(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: A
     return batch_of(input_of(args, kwargs), result, labels)
 
 
+def named(model: Any, proba: Any) -> Any:
+    """Rows of a probability matrix as ``{class name: value}`` when the model's ``classes_`` name its
+    columns; the matrix as is otherwise."""
+    classes = getattr(model, "classes_", None)
+    shape = getattr(proba, "shape", None)
+    if classes is None or shape is None or len(shape) != 2 or len(classes) != shape[1]:
+        return proba
+    names = [c if isinstance(c, str) else str(c) for c in
+             (classes.tolist() if hasattr(classes, "tolist") else list(classes))]
+    return [dict(zip(names, row)) for row in proba.tolist()]
+
+
 def predict_proba(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> Extracted:
-    labels, scores = (None, None) if _raw_output(kwargs) else classifier_outcome(model, result)
-    return batch_of(input_of(args, kwargs), result, labels, scores)
+    if _raw_output(kwargs):
+        return batch_of(input_of(args, kwargs), result)
+    labels, scores = classifier_outcome(model, result)
+    return batch_of(input_of(args, kwargs), named(model, result), labels, scores)
 
 
 def predict_log_proba(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> Extracted:
     labels, scores = classifier_outcome(model, result, log=True)
-    return batch_of(input_of(args, kwargs), result, labels, scores)
+    return batch_of(input_of(args, kwargs), named(model, result), labels, scores)
 
 
 def decision_function(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> Extracted:
@@ -89,7 +106,8 @@ def decision_function(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
         labels, scores = classifier_outcome(model, result)
         return batch_of(X, result, labels, scores)
     if classes is not None and ndim == 1 and len(classes) == 2:
-        return batch_of(X, result, np.asarray(classes)[(np.asarray(result) > 0).astype(int)])
+        margin = np.asarray(result)
+        return batch_of(X, result, np.asarray(classes)[(margin > 0).astype(int)], np.abs(margin))
     return batch_of(X, result, None, result if ndim == 1 else None)
 
 

@@ -15,8 +15,10 @@ does not, search by trace id (``decisiontrail show <trace id> --jaeger URL``). L
 - ``service`` is required by the API; without it every service from ``/api/services`` is searched;
 - the time window is derived from the decision id (a UUIDv7 carries its millisecond timestamp):
   spans that started up to ``lookback`` (default 1 hour) before the decision;
-- a row of a packed batch event other than the first has no stored id of its own: look it up by the
-  batch's first id or by trace id;
+- a row of a packed batch event other than the first has no stored id of its own (row ``i`` is
+  ``offset_id(event id, i)``), so no tag matches it: when the tag search finds nothing, the traces
+  that started in the hour before the id's own timestamp are scanned, newest first (at most
+  ``ROW_SCAN_LIMIT`` per service), for a packed event whose rows include it;
 - Jaeger's model keeps no attribute types beyond string/bool/int64/float64/binary: arrays arrive as
   JSON text and are decoded back, which is what a reader wants but not byte-for-byte the recorded
   attributes, so verify hash chains on the collector's audit files, not on Jaeger.
@@ -35,7 +37,7 @@ from typing import Any
 from ..conventions import DECISION_EVENT
 from ..conventions import DecisionAttributes as D
 from ..exporters.otlpjson import encode_value
-from ..ids import decision_id_time_ns
+from ..ids import batch_row, decision_id_time_ns
 from .reader import DecisionRecord, SpanRecord, decisions_of
 
 __all__ = ["JaegerError", "fetch_trace", "find_decision_trace", "list_services", "to_records"]
@@ -43,6 +45,8 @@ __all__ = ["JaegerError", "fetch_trace", "find_decision_trace", "list_services",
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_LOOKBACK = timedelta(hours=1)
 _CLOCK_SLACK_US = 10 * 60 * 1_000_000  # search 10 minutes past the decision's own timestamp
+ROW_SCAN_LIMIT = 200
+"""Traces per service scanned for the packed event holding a batch row (newest first)."""
 
 # Event attributes that hold JSON text by convention: never decoded into lists.
 _JSON_TEXT = frozenset({D.INPUT, D.OUTPUT, D.EXPLANATION})
@@ -103,14 +107,23 @@ def list_services(base_url: str, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
     return sorted(str(s) for s in body.get("data") or [])
 
 
-def _has_decision(trace: Mapping[str, Any], decision_id: str) -> bool:
+def _has_decision(trace: Mapping[str, Any], decision_id: str, rows: bool = False) -> bool:
+    """Whether an event of ``trace`` has ``decision_id``; with ``rows``, also as a row of a packed
+    batch event (``decision.batch.count`` rows from its ``decision.id``)."""
     for span in trace.get("spans") or []:
         for log in span.get("logs") or []:
-            fields = log.get("fields") or []
+            fields = {f.get("key"): f.get("value") for f in log.get("fields") or []}
             # Outcomes and reviews carry the decision.id they refer to: only the decision event counts.
-            if any(f.get("key") == "event" and f.get("value") == DECISION_EVENT for f in fields) and \
-                    any(f.get("key") == D.ID and f.get("value") == decision_id for f in fields):
+            if fields.get("event") != DECISION_EVENT:
+                continue
+            first = fields.get(D.ID)
+            if first == decision_id:
                 return True
+            count = fields.get(D.BATCH_COUNT)
+            if rows and isinstance(first, str) and isinstance(count, (int, str)) and str(count).isdigit():
+                row = batch_row(first, decision_id)
+                if row is not None and row < int(count):
+                    return True
     return False
 
 
@@ -134,14 +147,29 @@ def find_decision_trace(base_url: str, decision_id: str, service: str | None = N
         pass
     services = [service] if service else list_services(base_url, timeout)
     for svc in services:
-        status, body = _get(base_url, "/api/traces", {"service": svc, **params}, timeout)
-        if status != 200 or not isinstance(body, dict):
-            raise _error(status, body, f"search in service {svc}")
-        for trace in body.get("data") or []:
+        for trace in _search(base_url, svc, params, timeout):
             # The tag may have matched a span attribute of the same name: check the events.
             if _has_decision(trace, decision_id):
                 return dict(trace)
+    if "start" not in params:
+        return None
+    # A row of a packed batch: its event holds the batch's id, not this one. The event was recorded
+    # after its span started, and the id was made just before the event: scan the traces that
+    # started up to the id's own time (plus a second), newest first.
+    window = {"start": params["start"], "end": str(int(params["end"]) - _CLOCK_SLACK_US + 1_000_000),
+              "limit": str(ROW_SCAN_LIMIT)}
+    for svc in services:
+        for trace in _search(base_url, svc, window, timeout):
+            if _has_decision(trace, decision_id, rows=True):
+                return dict(trace)
     return None
+
+
+def _search(base_url: str, service: str, params: Mapping[str, str], timeout: float) -> list[dict[str, Any]]:
+    status, body = _get(base_url, "/api/traces", {"service": service, **params}, timeout)
+    if status != 200 or not isinstance(body, dict):
+        raise _error(status, body, f"search in service {service}")
+    return list(body.get("data") or [])
 
 
 def _tag_value(tag: Mapping[str, Any]) -> Any:

@@ -10,20 +10,25 @@ from typing import Any
 
 from .reader import DecisionRecord
 
-__all__ = ["Query", "parse_time", "field_value"]
+__all__ = ["Query", "parse_time", "field_value", "TIME_FORMATS"]
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+TIME_FORMATS = ("a time ago as a number and a unit s, m, h, d or w (30s, 15m, 2h, 7d, 1w), or an "
+                "ISO 8601 date or time (2026-11-22, 2026-11-22T10:00:00Z; without a zone, UTC)")
 
 
 def parse_time(text: str, now: _dt.datetime | None = None) -> int:
     """Unix nanoseconds of an ISO 8601 time (``2026-11-22T10:00:00Z``, naive = UTC) or of a time
-    relative to now (``15m``, ``2h``, ``7d`` ago)."""
+    relative to now (``15m``, ``2h``, ``7d``, ``1w`` ago); ValueError naming :data:`TIME_FORMATS`."""
     m = _RELATIVE.match(text.strip())
     if m:
         now = now or _dt.datetime.now(_dt.timezone.utc)
         return int((now.timestamp() - float(m.group(1)) * _UNITS[m.group(2)]) * 1e9)
-    t = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    try:
+        t = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time; accepted: {TIME_FORMATS}") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=_dt.timezone.utc)
     return int(t.timestamp() * 1e9)

@@ -30,13 +30,29 @@ Why a header: the application keeps no decisiontrail code, the ids travel with t
 belong to, and the body stays the application's. The trace id the application can read from the
 OpenTelemetry API (``trace.get_current_span().get_span_context().trace_id``).
 
+Subjects and business keys, with zero code
+------------------------------------------
+With ``DECISIONTRAIL_FLASK_SUBJECT`` and/or ``DECISIONTRAIL_FLASK_KEYS`` set (or the ``subject`` /
+``keys`` options), each request's view runs inside ``decisiontrail.using_subject(...)`` with values
+read from the request, so every decision it makes carries ``enduser.pseudo.id`` (or ``enduser.id``)
+and ``decision.key.<name>``, hashed or redacted by the recorder's policy::
+
+    DECISIONTRAIL_FLASK_SUBJECT='json:applicant_id|header:X-Applicant-Id'
+    DECISIONTRAIL_FLASK_KEYS='loan_id=json:loan_id,order_id=header:X-Order-Id'
+
+Sources are ``header:``, ``json:`` (a dotted path into the body), ``query:``, ``form:`` and ``path:``
+(see ``_mapping.py``); ``Flask.dispatch_request`` is wrapped to open the scope. One subject per
+request: a request deciding about several subjects needs ``using_subject`` in the code.
+
 Configuration
 -------------
-``instrument(header="decision-id", count_header="decision-count", max_ids=64)``.
+``instrument(header="decision-id", count_header="decision-count", max_ids=64, subject=None, keys=None)``;
+``subject`` and ``keys`` override the environment variables above.
 
 API
 ---
-:class:`FlaskDecisionIdInstrumentor`; ``uninstrument()`` restores ``Flask.wsgi_app``.
+:class:`FlaskDecisionIdInstrumentor`; ``uninstrument()`` restores ``Flask.wsgi_app`` (and
+``Flask.dispatch_request``).
 """
 
 from __future__ import annotations
@@ -44,18 +60,26 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+import logging
+
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from ...subjects import using_subject
 from .._base import Patcher, check_dependencies, collect_decisions
+from ._mapping import RequestMapping
 from .package import _instruments
 
 __all__ = ["FlaskDecisionIdInstrumentor"]
 
 
+_log = logging.getLogger(__name__)
+
+
 class _State:
-    def __init__(self, header: str, count_header: str, max_ids: int) -> None:
+    def __init__(self, header: str, count_header: str, max_ids: int, mapping: RequestMapping) -> None:
         self.header, self.count_header, self.max_ids = header, count_header, max_ids
+        self.mapping = mapping
         self.active = True
 
 
@@ -82,6 +106,25 @@ def _wsgi_app_wrapper(state: _State) -> Any:
     return with_decision_ids
 
 
+def _dispatch_wrapper(state: _State) -> Any:
+    def with_subject(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not state.active:
+            return wrapped(*args, **kwargs)
+        try:
+            import flask
+
+            subject, keys = state.mapping.read(flask.request)
+        except Exception as exc:  # never break the request over its audit keys
+            _log.warning("decisiontrail: reading the request's subject and keys failed: %r", exc)
+            return wrapped(*args, **kwargs)
+        if subject is None and not keys:
+            return wrapped(*args, **kwargs)
+        with using_subject(subject, **keys):
+            return wrapped(*args, **kwargs)
+
+    return with_subject
+
+
 class FlaskDecisionIdInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Adds the ids of the decisions a request made to its response; see the module docstring."""
 
@@ -93,20 +136,23 @@ class FlaskDecisionIdInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         check_dependencies(_instruments)
-        unknown = set(kwargs) - {"header", "count_header", "max_ids"}
+        unknown = set(kwargs) - {"header", "count_header", "max_ids", "subject", "keys"}
         if unknown:
             raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
         max_ids = kwargs.get("max_ids", 64)
         if not isinstance(max_ids, int) or max_ids < 1:
             raise TypeError(f"max_ids must be a positive int, not {max_ids!r}")
+        mapping = RequestMapping.create(kwargs.get("subject"), kwargs.get("keys"))
         state = _State(str(kwargs.get("header", "decision-id")),
-                       str(kwargs.get("count_header", "decision-count")), max_ids)
+                       str(kwargs.get("count_header", "decision-count")), max_ids, mapping)
         patcher = Patcher()
         self._state, self._patcher = state, patcher
 
         def on_import(module: Any) -> None:
             if state.active:  # hooks of an earlier instrument() stay registered: they do nothing
                 patcher.wrap_method(module.Flask, "wsgi_app", _wsgi_app_wrapper(state))
+                if state.mapping:
+                    patcher.wrap_method(module.Flask, "dispatch_request", _dispatch_wrapper(state))
 
         wrapt.register_post_import_hook(on_import, "flask.app")
 
