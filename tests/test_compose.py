@@ -197,7 +197,7 @@ def test_scale_out_profile_has_the_topology(compose: dict[str, Any]) -> None:
     assert len(gateways) >= 2
     for name, gw in gateways.items():
         assert _configs(gw) == [cc / "otelcol.yaml", cc / "gateway.yaml"], name
-    init = services["kafka-init"]["command"]
+    init = " ".join(services["kafka-init"]["command"]).split()
     partitions = int(init[init.index("--partitions") + 1])
     assert len(gateways) <= partitions, "a gateway without a partition would idle"
     assert services["agent"]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
@@ -209,13 +209,15 @@ def test_scale_out_endpoints_fit_together(compose: dict[str, Any]) -> None:
     advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].split("//", 1)[1]
     assert advertised.rpartition(":")[0] == "kafka", "clients reach the broker by its service name"
     assert advertised.rpartition(":")[2] in kafka["KAFKA_LISTENERS"]
-    init = services["kafka-init"]["command"]
-    topic, bootstrap = init[init.index("--topic") + 1], init[init.index("--bootstrap-server") + 1]
-    assert bootstrap == advertised
+    init = " ".join(services["kafka-init"]["command"]).split()
+    topics = [t.rstrip(";") for t in init[init.index("topic") + 2:init.index("do")]]  # for topic in A B; do
+    assert init[init.index("--topic") + 1] == "$$topic", "compose turns $$ into $ for the shell"
+    assert init[init.index("--bootstrap-server") + 1] == advertised
     gateways = [s for n, s in services.items() if n.startswith("gateway-")]
     for service in [services["agent"], *gateways]:
         env = service["environment"]
-        assert env["DT_KAFKA_BROKERS"] == advertised and env["DT_KAFKA_TOPIC"] == topic
+        assert env["DT_KAFKA_BROKERS"] == advertised
+        assert [env["DT_KAFKA_AUDIT_TOPIC"], env["DT_KAFKA_TRACES_TOPIC"]] == topics
     for gw in gateways:
         env = gw["environment"]
         assert env["DT_JAEGER_OTLP_ENDPOINT"].rpartition(":")[0] == "jaeger"

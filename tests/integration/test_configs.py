@@ -231,41 +231,58 @@ def _persistent_fsynced_queue(config: dict[str, Any], exporter: dict[str, Any]) 
 
 @pytest.mark.parametrize("role", ["agent-kafka", "agent-loadbalancing"])
 def test_agent_acknowledges_only_what_is_in_its_fsynced_queue(role: str) -> None:
-    """The agent: OTLP -> memory limiter -> one exporter with a persistent fsynced queue, no batch
-    processor (it would acknowledge before the queue); Kafka messages keyed by trace id, acknowledged
-    by all replicas; the load balancer routing by trace id, failures reaching that queue."""
+    """The agent: OTLP -> memory limiter -> exporters with persistent fsynced queues, no batch
+    processor (it would acknowledge before the queue); the audit spans through filter/audit; Kafka
+    acknowledged by all replicas, the traces topic keyed by trace id; the load balancer routing by
+    trace id, its failures reaching the persistent queue, each span sent once."""
     config = _load_files(SCALE_OUT[role])
-    (pipeline,) = config["service"]["pipelines"].values()
-    assert pipeline["receivers"] == ["otlp"] and pipeline["processors"] == ["memory_limiter"]
-    (name,) = pipeline["exporters"]
-    exporter = config["exporters"][name]
-    _persistent_fsynced_queue(config, exporter)
+    pipelines = config["service"]["pipelines"]
+    assert set(pipelines) == {"traces/audit", "traces"}
+    assert pipelines["traces/audit"]["processors"] == ["memory_limiter", "filter/audit"]
+    for pipeline in pipelines.values():
+        assert pipeline["receivers"] == ["otlp"] and pipeline["processors"][0] == "memory_limiter"
+        assert not [c for c in pipeline["processors"] if _kind(c) == "batch"]
+        (name,) = pipeline["exporters"]
+        _persistent_fsynced_queue(config, config["exporters"][name])
     if role == "agent-kafka":
-        assert name == "kafka"
-        assert exporter["traces"]["encoding"] == "otlp_proto" and exporter["partition_traces_by_id"] is True
-        assert exporter["producer"]["required_acks"] == -1
+        audit, traces = (config["exporters"][pipelines[p]["exporters"][0]] for p in ("traces/audit", "traces"))
+        for exporter in (audit, traces):
+            assert exporter["traces"]["encoding"] == "otlp_proto" and exporter["producer"]["required_acks"] == -1
+        assert traces["partition_traces_by_id"] is True, "whole traces per partition, for trace-affine gateways"
+        assert audit["partition_traces_by_id"] is False, "one message per request on the audit path"
+        assert audit["traces"]["topic"] != traces["traces"]["topic"]
     else:
-        assert name == "loadbalancing" and exporter["routing_key"] == "traceID"
+        assert {p["exporters"][0] for p in pipelines.values()} == {"loadbalancing"}
+        exporter = config["exporters"]["loadbalancing"]
+        assert exporter["routing_key"] == "traceID"
         backend = exporter["protocol"]["otlp"]
         assert backend["sending_queue"]["enabled"] is False and backend["retry_on_failure"]["enabled"] is False, \
             "a per-gateway in-memory queue would acknowledge before the persistent one"
+        # each span once: the traces pipeline drops exactly what traces/audit keeps
+        keep = config["processors"]["filter/audit"]["traces"]["span"]
+        drop = config["processors"]["filter/not-audit"]["traces"]["span"]
+        assert pipelines["traces"]["processors"] == ["memory_limiter", "filter/not-audit"]
+        assert [c.replace("== nil and", "!= nil or").replace("== nil", "!= nil") for c in keep] == drop
 
 
 def test_gateway_is_otelcol_reading_kafka_at_least_once() -> None:
-    """The gateway overlay only swaps the intake: Kafka with at-least-once marking in both pipelines,
-    the audit path otherwise exactly otelcol.yaml's."""
+    """The gateway overlay only swaps the intake: the audit topic into traces/audit and the traces
+    topic into traces/jaeger, both with at-least-once marking; the rest exactly otelcol.yaml's."""
     base, gateway = _load(), _load_files(SCALE_OUT["gateway-kafka"])
-    kafka = gateway["receivers"]["kafka"]
-    assert kafka["message_marking"] == {"after": True, "on_error": False}
-    assert kafka["traces"]["encoding"] == "otlp_proto" and kafka["initial_offset"] == "earliest"
-    assert kafka["error_backoff"]["enabled"] is True and kafka["error_backoff"]["max_elapsed_time"] in ("0s", 0), \
-        "with a time limit a refused message stops its partition for good"
-    agent = _load_files(SCALE_OUT["agent-kafka"])["exporters"]["kafka"]
-    assert kafka["traces"]["topic"] == agent["traces"]["topic"] and kafka["brokers"] == agent["brokers"]
+    agent = _load_files(SCALE_OUT["agent-kafka"])["exporters"]
+    intake = {"traces/audit": ("kafka/audit", "kafka/audit"), "traces/jaeger": ("kafka/traces", "kafka/traces")}
+    for pipeline, (receiver, exporter) in intake.items():
+        kafka = gateway["receivers"][receiver]
+        assert gateway["service"]["pipelines"][pipeline]["receivers"] == [receiver]
+        assert kafka["message_marking"] == {"after": True, "on_error": False}
+        assert kafka["traces"]["encoding"] == "otlp_proto" and kafka["initial_offset"] == "earliest"
+        assert kafka["error_backoff"]["enabled"] is True and kafka["error_backoff"]["max_elapsed_time"] in ("0s", 0), \
+            "with a time limit a refused message stops its partition for good"
+        assert kafka["traces"]["topic"] == agent[exporter]["traces"]["topic"] and kafka["brokers"] == agent[exporter]["brokers"]
+    assert gateway["receivers"]["kafka/audit"]["group_id"] != gateway["receivers"]["kafka/traces"]["group_id"]
     for name, pipeline in gateway["service"]["pipelines"].items():
         expected = base["service"]["pipelines"][name]
-        if expected["receivers"] == ["otlp"]:
-            assert pipeline["receivers"] == ["kafka"], name
         assert {k: v for k, v in pipeline.items() if k != "receivers"} == \
             {k: v for k, v in expected.items() if k != "receivers"}, name
+    assert gateway["service"]["pipelines"]["traces/audit-write"] == base["service"]["pipelines"]["traces/audit-write"]
     assert gateway["exporters"] == base["exporters"] and gateway["extensions"] == base["extensions"]

@@ -1,5 +1,5 @@
 """The scale-out topology with the real binaries on loopback: producing processes -> one agent
-collector (agent.yaml) -> a real Kafka broker (KRaft, a topic of 2 partitions) -> two gateway
+collector (agent.yaml) -> a real Kafka broker (KRaft; audit and traces topics of 2 partitions) -> two gateway
 collectors (otelcol.yaml + gateway.yaml) -> their audit files; and the variant without Kafka, the
 agent load-balancing straight to two plain collectors (agent-loadbalancing.yaml).
 
@@ -10,7 +10,7 @@ in its persistent queue) and restarted, one of two load-balanced gateways killed
 id the producers recorded must be in the union of the gateways' audit files after dedup, nothing
 else, and ``decisiontrail verify`` over all gateways' directories must find every chain intact
 (each producer's chain is split across the gateways by trace id). The broker is started once for the
-module; each test has its own topic and consumer group.
+module; each test has its own topics and consumer groups.
 """
 
 from __future__ import annotations
@@ -127,21 +127,24 @@ class Topology:
         return [g.audit_dir for g in self.gateways]
 
 
-def _topic_and_group() -> tuple[str, str]:
+def _topics_and_group() -> tuple[str, str, str]:
     suffix = uuid.uuid4().hex[:8]
-    return f"spans-{suffix}", f"gateways-{suffix}"
+    return f"audit-{suffix}", f"traces-{suffix}", f"gateways-{suffix}"
 
 
 @pytest.fixture
 def kafka_topology(collector_factory: Callable[..., CollectorProcess], kafka_broker: KafkaBroker,
                    tmp_path: Path) -> Callable[..., Topology]:
-    """``kafka_topology(gateways=2, jaeger=None)``: a fresh topic of 2 partitions, the gateways in one
-    consumer group (each owning a partition before anything is produced) and one agent."""
+    """``kafka_topology(gateways=2, jaeger=None)``: fresh audit and traces topics of 2 partitions each,
+    the gateways in one consumer group per topic (each owning an audit partition before anything is
+    produced) and one agent."""
 
     def make(gateways: int = 2, jaeger: JaegerProcess | None = None) -> Topology:
-        topic, group = _topic_and_group()
-        kafka_broker.create_topic(topic, PARTITIONS)
-        kafka = {"DT_KAFKA_BROKERS": kafka_broker.bootstrap, "DT_KAFKA_TOPIC": topic}
+        audit, traces, group = _topics_and_group()
+        for topic in (audit, traces):
+            kafka_broker.create_topic(topic, PARTITIONS)
+        kafka = {"DT_KAFKA_BROKERS": kafka_broker.bootstrap, "DT_KAFKA_AUDIT_TOPIC": audit,
+                 "DT_KAFKA_TRACES_TOPIC": traces}
         gws = [collector_factory(jaeger=jaeger, overlays=[GATEWAY_OVERLAY],
                                  env=kafka | {"DT_KAFKA_GROUP": group, "DT_KAFKA_SESSION_TIMEOUT": "6s"})
                for _ in range(gateways)]
@@ -249,7 +252,7 @@ def test_agent_sigkilled_with_spans_only_in_its_queue_and_restarted(kafka_topolo
     queued: list[float] = []
 
     def queue_holds_spans() -> None:
-        queued.append(wait_until(lambda: (agent.metric("otelcol_exporter_queue_size", exporter="kafka") or 0) > 0,
+        queued.append(wait_until(lambda: (agent.metric("otelcol_exporter_queue_size", exporter="kafka/audit") or 0) > 0,
                                  timeout=30, message="acknowledged spans waiting in the agent's queue"))
 
     run = producers(agent)
