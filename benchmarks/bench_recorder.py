@@ -6,7 +6,10 @@
 (b) ``@audited`` on a trivial predict (opens its own span, encodes, hashes, chains);
 (c) ``record_decision`` onto an existing recording span (the request's; each request span, opened
     outside the timing, takes 50 decisions, well under the SDK's 128 events per span);
-(d) one JSON line through ``logging`` to a file: what a list-of-dicts logger does.
+(d) one JSON line through ``logging`` to a file: what a list-of-dicts logger does;
+(e) encoding only, a typical 10-field input, as the recorder does it (``FieldEncoder``);
+(f) encoding only, the same input through the encoder before structure-aware bounding
+    (``canonical_json``, unchanged code, then the cut at ``max_chars``): (e)/(f) is the bounding's cost.
 
 All OTel variants share one TracerProvider and the DecisionSpanProcessor with an exporter that
 discards, so the figures are the producer's cost. Each round runs every variant for n decisions in
@@ -30,11 +33,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import decisiontrail
-from decisiontrail.encoding import canonical_json, sha256_hex
+from decisiontrail.encoding import DEFAULT_MAX_CHARS, FieldEncoder, canonical_json, sha256_hex
 
 INPUT = {"income": 52000.0, "debt_ratio": 0.31, "credit_history_years": 7, "loan_amount": 15000.0,
          "late_payments": 1}
 OUTPUT = {"decision": "approve", "approval_probability": 0.81}
+TEN_FIELDS = {**INPUT, "employment": "salaried", "age": 41, "zip": "94110", "has_mortgage": False,
+              "requested_term_months": 36}
 
 
 class DiscardExporter(SpanExporter):
@@ -103,8 +108,21 @@ def main() -> None:
         cfg.force_flush()
         return dt / n * 1e6
 
+    fields = FieldEncoder(DEFAULT_MAX_CHARS)
+
+    def encode_after() -> None:
+        fields(TEN_FIELDS, "input")
+
+    def encode_before() -> None:
+        text = canonical_json(TEN_FIELDS)
+        if len(text) > DEFAULT_MAX_CHARS:
+            sha256_hex(text)
+            text = text[:DEFAULT_MAX_CHARS]
+
     variants = {"(a) raw span + add_event": (raw, None), "(b) @audited": (audited, None),
-                "(c) record_decision onto span": (onto_span, True), "(d) logging JSON line": (log_line, None)}
+                "(c) record_decision onto span": (onto_span, True), "(d) logging JSON line": (log_line, None),
+                "(e) encode 10 fields (bounded)": (encode_after, None),
+                "(f) encode 10 fields (before)": (encode_before, None)}
     results: dict[str, list[float]] = {k: [] for k in variants}
     for name, (fn, around) in variants.items():  # warm-up
         timed(fn, 1000, around)

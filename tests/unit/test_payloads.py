@@ -173,3 +173,15 @@ def test_an_fsspec_url_store_round_trips() -> None:
         fetch(ref, sha256_hex("something else"))
     with pytest.raises(PayloadError, match="missing"):
         fetch(ref.replace("/sha256/", "/nothing/"), sha256_hex(text))
+
+
+def test_redaction_applies_before_bounding_and_offload(configured: Any, tmp_path: Path) -> None:
+    cfg = configured(redact_keys=["ssn"])
+    did = record_decision("loan", {**APPLICATION, "ssn": "123-45-6789", "scan": np.zeros((300, 300))}, 1)
+    d = stored(cfg)[did]
+    assert d.input["ssn"] == "[REDACTED]" and d.input["loan_amount"] == 15000.0
+    assert d.attributes[D.REDACTED] == ["input.ssn"] and set(d.attributes[D.TRUNCATED]) == {"input.essay", "input.scan"}
+    (obj,) = (tmp_path / "payloads").rglob("*.json")
+    full = json.loads(obj.read_bytes())
+    assert full["ssn"] == "[REDACTED]" and b"123-45-6789" not in obj.read_bytes()
+    assert len(full["scan"]) == 300 and full["essay"] == APPLICATION["essay"]

@@ -225,6 +225,19 @@ def _key(k: Any, depth: int, max_depth: int) -> str:
     return str(_dumps_plain(to_jsonable(k, max_depth - depth)))
 
 
+def _finite_array(o: Any) -> bool:
+    """A numeric numpy array without NaN or infinities: its ``tolist()`` is plain JSON already, so
+    millions of elements are not walked one by one (the redaction path)."""
+    kind = getattr(getattr(o, "dtype", None), "kind", None)
+    if type(o).__module__ != "numpy" or kind not in ("i", "u", "b", "f"):
+        return False
+    if kind != "f":
+        return True
+    import numpy as np
+
+    return bool(np.isfinite(o).all())
+
+
 def to_jsonable(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Plain JSON-safe structure (dict/list/str/int/float/bool/None) for any value, never raising."""
     path: set[int] = set()
@@ -235,7 +248,7 @@ def to_jsonable(value: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         leaf = _convert_leaf(o)
         if leaf is not _NOT_LEAF:
             if isinstance(leaf, (list, dict)):  # numpy arrays, pandas frames: may hold NaN
-                return walk(leaf, depth)
+                return leaf if _finite_array(o) else walk(leaf, depth)
             return leaf
         if depth >= max_depth:
             return "<max depth>"
