@@ -108,7 +108,7 @@ def main() -> None:
         cfg.force_flush()
         return dt / n * 1e6
 
-    fields = FieldEncoder(DEFAULT_MAX_CHARS)
+    fields = FieldEncoder(DEFAULT_MAX_CHARS).encode
 
     def encode_after() -> None:
         fields(TEN_FIELDS, "input")

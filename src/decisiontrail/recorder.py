@@ -87,7 +87,7 @@ class Recorder:
         self.settings = settings or RecorderSettings()
         self.tracer: Tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         self._names: dict[tuple[str, str | None], ModelIdentity] = {}
-        self._fields = FieldEncoder(self.settings.max_chars, self.settings.max_depth)
+        self._encode = FieldEncoder(self.settings.max_chars, self.settings.max_depth).encode
         self._identity_cut: dict[ModelIdentity, list[str]] = {}  # identities whose strings were bounded
         _warn_without_no_loss(tracer_provider or trace.get_tracer_provider())
 
@@ -143,7 +143,7 @@ class Recorder:
         s = self.settings
         if s.redaction.active:
             value = s.redaction.apply(to_jsonable(value, s.max_depth), name, redacted)
-        encoded = self._fields(value, name)
+        encoded = self._encode(value, name)
         if isinstance(encoded, str):
             attrs[key] = encoded  # whole: the export thread hashes it (chain.ChainStage), off this thread
             return

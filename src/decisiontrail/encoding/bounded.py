@@ -15,12 +15,11 @@ spotted by their size before any text is made, and formatted once, for their has
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from .canonical import (
     _NOT_LEAF,
     DEFAULT_MAX_DEPTH,
-    TooLarge,
     _container_view,
     _convert_leaf,
     _dumps_plain,
@@ -71,18 +70,21 @@ def is_cut(paths: Any, name: str) -> bool:
     return any(p == name or p.startswith((name + ".", name + "[")) for p in paths or ())
 
 
-def _children(o: Any) -> tuple[bool, list[tuple[Any, Any]]] | None:
+def _children(o: Any, max_items: int) -> tuple[bool, list[tuple[Any, Any]]] | None:
     """The members of a container, in canonical order (dict keys sorted as their text, sets by
-    their canonical text); None for a leaf (a string, number, array, frame, tensor, bytes...)."""
-    if isinstance(o, str):
+    their canonical text); None for a leaf (a string, number, array, frame, tensor, bytes...) and
+    for a container of more than ``max_items`` members, which is replaced whole."""
+    if isinstance(o, str) or hasattr(o, "shape"):
+        return None
+    if isinstance(o, (dict, list, tuple, set, frozenset)) and len(o) > max_items:
         return None
     if not isinstance(o, (dict, list, tuple)):
-        if _convert_leaf(o) is not _NOT_LEAF or hasattr(o, "shape"):
+        if _convert_leaf(o) is not _NOT_LEAF:
             return None
         if isinstance(o, (set, frozenset)):
             return False, list(enumerate(sorted(o, key=canonical_json)))
         o = _container_view(o)
-        if not isinstance(o, (dict, list, tuple)):
+        if not isinstance(o, (dict, list, tuple)) or len(o) > max_items:
             return None
     if isinstance(o, dict):
         items = [(_key(k, 0, DEFAULT_MAX_DEPTH), v) for k, v in o.items()]
@@ -124,26 +126,34 @@ def _describe(o: Any) -> dict[str, Any]:
 
 
 class FieldEncoder:
-    """Encodes fields under one cap: ``encoder(value, "input")`` is the canonical text when it fits,
-    else a :class:`Bounded` summary. Thread-safe (no state between calls)."""
+    """Encodes fields under one cap: ``encoder.encode(value, "input")`` (or ``encoder(...)``) is the
+    canonical text when it fits, else a :class:`Bounded` summary. Thread-safe (no state between calls)."""
 
     def __init__(self, max_chars: int, max_depth: int = DEFAULT_MAX_DEPTH, max_items: int = MAX_ITEMS) -> None:
         self.max_chars = max(max_chars, MIN_MAX_CHARS)
         self.max_depth = max_depth
         self.max_items = max_items
         # An array of more elements than half the cap cannot fit: each takes a digit and a comma.
-        self._dumps = guarded_dumps(self.max_chars // 2)
+        self.encode = self._make_encode(guarded_dumps(self.max_chars // 2))
+
+    def _make_encode(self, dumps: Callable[[Any], str]) -> Callable[[Any, str], str | Bounded]:
+        # A closure over locals: this is the recorder's hot path, and a typical input must cost
+        # no more than the plain canonical encoding did before bounding (benchmarks/bench_recorder.py).
+        cap, bound = self.max_chars, self._bound
+
+        def encode(value: Any, name: str) -> str | Bounded:
+            try:
+                text = dumps(value)
+            except Exception:  # TooLarge, or NaN, a cycle, an odd key: member by member
+                return bound(value, None, name)
+            if len(text) <= cap:
+                return text
+            return bound(value, text, name)
+
+        return encode
 
     def __call__(self, value: Any, name: str) -> str | Bounded:
-        try:
-            text: str | None = self._dumps(value)
-        except TooLarge:
-            text = None
-        except Exception:  # NaN, a cycle, an odd key...: the careful path, member by member
-            text = None
-        if text is not None and len(text) <= self.max_chars:
-            return text
-        return self._bound(value, text, name)
+        return self.encode(value, name)
 
     def of_text(self, value: Any, text: str, name: str) -> str | Bounded:
         """As calling the encoder, when the caller has the canonical text already."""
@@ -169,10 +179,10 @@ class FieldEncoder:
         if text is not None and len(text) <= budget:
             return text, text
         try:
-            view = _children(o)
+            view = _children(o, self.max_items) if depth < DESCEND_LEVELS else None
         except Exception:  # a container that fails while iterated: its canonical text says what it is
             view = None
-        if view is None or depth >= DESCEND_LEVELS or len(view[1]) > self.max_items:
+        if view is None:
             full = text if text is not None else self._text(o, depth)
             if len(full) <= budget:
                 return full, full
