@@ -50,6 +50,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _MAX_KEY = 256  # characters of an attribute name from the application
+MAX_APPLICATION_ATTRIBUTES = 128  # the SDK's default event attribute count limit, which emit() bypasses
 # field -> (hash of its full text, reference to its full text in the payload store: decisions only)
 FULL_TEXT: dict[str, tuple[str, str | None]] = {
     D.INPUT: (D.INPUT_HASH, D.INPUT_REF), D.OUTPUT: (D.OUTPUT_HASH, D.OUTPUT_REF),
@@ -132,8 +133,12 @@ class Recorder:
 
     def application_attributes(self, attrs: dict[str, Any], attributes: Mapping[str, Any],
                                truncated: list[str]) -> None:
-        """The application's own attributes, bounded; they never replace one decisiontrail set."""
-        for k, v in attributes.items():
+        """The application's own attributes, bounded; they never replace one decisiontrail set. Past
+        ``MAX_APPLICATION_ATTRIBUTES`` the rest are left out and ``attributes`` is named in ``truncated``."""
+        for n, (k, v) in enumerate(attributes.items()):
+            if n == MAX_APPLICATION_ATTRIBUTES:
+                truncated.append("attributes")
+                break
             k = k if isinstance(k, str) and len(k) <= _MAX_KEY else bound_attribute("key", str(k), _MAX_KEY, [])
             if k not in attrs:
                 self.attribute(attrs, k, v, truncated)

@@ -247,3 +247,9 @@ def test_a_big_container_that_fails_while_iterated_is_still_bounded() -> None:
     r = FieldEncoder(CAP)({"m": BadMap(a=1), "big": "b" * 20_000, "n": 5}, "input")
     assert not isinstance(r, str)
     assert strict(r.text)["n"] == 5
+
+
+def test_past_128_application_attributes_the_rest_are_left_out_and_said(store: Store) -> None:
+    record_decision("m", 1, 1, attributes={f"app.k{i:05}": i for i in range(10_000)})
+    (d,) = store.decisions()
+    assert sum(k.startswith("app.k") for k in d.attributes) == 128 and "attributes" in d.attributes[D.TRUNCATED]

@@ -18,6 +18,9 @@ None                                   left out
 anything else (dict, mixed list,       its canonical JSON text (encoding.canonical), bounded as
 bytes, objects)                        a string
 =====================================  ==========================================================
+
+The recorder (``Recorder.attribute``, its one choke point) also cuts application attribute names to
+256 characters and keeps at most 128 application attributes (``attributes`` is then named).
 """
 
 from __future__ import annotations
