@@ -12,6 +12,8 @@ the loop goes (faster than a Python OTLP exporter sends). Variants, each with it
                           behind AuditSampler; no hash chain (it has no export-side stage)
   no-loss off             DecisionSpanProcessor with on_full="drop" and no spool: lossy, counted
   no-loss on              DecisionSpanProcessor as configure() sets it up: backpressure, spool
+  no-loss signed          the same with signed checkpoints (Ed25519, every 1000 decisions, the
+                          default) appended to an anchor store: what tamper evidence costs
 
 Per variant (median over rounds): the producer's time per decision (the loop, i.e. what inference
 pays, backpressure included), its overhead over "predict only", decisions recorded per second and
@@ -45,15 +47,23 @@ import decisiontrail
 from decisiontrail import stats
 from decisiontrail.recorder import Recorder, RecorderSettings, record_decision, set_recorder
 from decisiontrail.sampling import AuditSampler
+from decisiontrail.signing import keygen
 from decisiontrail.store import iter_decisions
 
 from _collector import running_collector  # benchmarks/_collector.py
 
-VARIANTS = ("predict only", "stock BSP (defaults)", "no-loss off", "no-loss on")
+VARIANTS = ("predict only", "stock BSP (defaults)", "no-loss off", "no-loss on", "no-loss signed")
 
 
 def setup(variant: str, service: str, endpoint: str, spool: Path) -> tuple[Callable[[], bool], Callable[[], None]]:
     """Install the recorder of ``variant``; return (flush, close)."""
+    if variant == "no-loss signed":
+        keys = spool.parent / "keys"
+        if not keys.is_dir():
+            keygen(keys)
+        cfg = decisiontrail.configure(endpoint=endpoint, service_name=service, set_global=False, spool_dir=spool,
+                                      signing_key=keys / "decisiontrail.key", anchors=spool.parent / "anchors")
+        return (lambda: cfg.force_flush(600_000)), cfg.shutdown
     if variant == "stock BSP (defaults)":
         provider = TracerProvider(resource=Resource.create({"service.name": service}),
                                   sampler=AuditSampler(ParentBased(ALWAYS_ON)), shutdown_on_exit=False)
@@ -71,7 +81,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=50_000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="comma-separated subset to run ('predict only' is always run)")
     args = ap.parse_args()
+    args.variants = tuple(v for v in VARIANTS if v == "predict only" or v in args.variants.split(","))
     logging.getLogger("opentelemetry").setLevel(logging.ERROR)  # BSP warns once per dropped span
     logging.getLogger("decisiontrail").setLevel(logging.CRITICAL)
 
@@ -99,14 +112,15 @@ def settled_count(audit_dir: Path) -> Counter[str]:
 
 def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray], work: Path, endpoint: str,
         audit_dir: Path) -> None:
-    producer: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    variants = args.variants
+    producer: dict[str, list[float]] = {v: [] for v in variants}
     elapsed: dict[str, float] = {}  # service -> seconds from first decision to flushed
     sent: Counter[str] = Counter()
     spooled: Counter[str] = Counter()
     services: dict[str, str] = {}
     try:
         for r in range(args.rounds):
-            order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]  # rotate: no fixed position
+            order = variants[r % len(variants):] + variants[:r % len(variants)]  # rotate: no fixed position
             for variant in order:
                 if variant == "predict only":
                     t0 = time.perf_counter()
@@ -114,7 +128,7 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
                         int(clf.predict(rows[i & 255])[0])
                     producer[variant].append((time.perf_counter() - t0) / args.n * 1e6)
                     continue
-                service = f"bench-{VARIANTS.index(variant)}-{r}"
+                service = f"bench-{variants.index(variant)}-{r}"
                 services[service] = variant
                 stats.reset()
                 flush, close = setup(variant, service, endpoint, work / f"spool-{r}")
@@ -134,7 +148,7 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
         set_recorder(None)
 
     stored: Counter[str] = Counter()
-    delivered: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    delivered: dict[str, list[float]] = {v: [] for v in variants}
     for service, variant in services.items():
         stored[variant] += per_service[service]
         delivered[variant].append(per_service[service] / elapsed[service])
@@ -145,7 +159,7 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
             f"{'sent':>8} {'stored':>8} {'lost':>8} {'lost %':>7} {'spooled':>8}")
     print(head)
     print("-" * len(head))
-    for v in VARIANTS:
+    for v in variants:
         p = statistics.median(producer[v])
         if v == "predict only":
             print(f"{v:22} {p:11.1f} {'-':>11} {1e6 / p:10,.0f} {'-':>11} {'-':>8} {'-':>8} {'-':>8} {'-':>7} "
@@ -154,6 +168,12 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
         lost = sent[v] - stored[v]
         print(f"{v:22} {p:11.1f} {p - base:11.1f} {1e6 / p:10,.0f} {statistics.median(delivered[v]):11,.0f} "
               f"{sent[v]:8d} {stored[v]:8d} {lost:8d} {100 * lost / sent[v]:6.1f}% {spooled[v]:8d}")
+    if "no-loss on" in producer and "no-loss signed" in producer:
+        on, signed = producer["no-loss on"], producer["no-loss signed"]
+        paired = [b / a - 1 for a, b in zip(on, signed)]  # the two ran next to each other in each round
+        print(f"signing (checkpoints + anchors) adds {100 * (statistics.median(signed) / statistics.median(on) - 1):+.1f} % "
+              f"to the producer cost of no-loss on (medians; per round: "
+              f"{', '.join(f'{100 * x:+.1f} %' for x in paired)})")
 
 
 if __name__ == "__main__":

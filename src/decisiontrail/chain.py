@@ -1,162 +1,232 @@
-"""Tamper evidence: every audit event of a process is a link in a hash chain.
+"""Tamper evidence: every audit record of a process is a link in a hash chain, signed at checkpoints.
 
-Audit events are those named in ``conventions.AUDIT_EVENTS``: decisions, outcomes and reviews; what
-follows says "decision" for any of them.
+Each audit event (a name in ``conventions.AUDIT_EVENTS``: decisions, checkpoints, and the lifecycle
+records) carries ``decision.chain.id`` (one per recording process), ``decision.chain.seq`` (1, 2,
+3 … without gaps), ``decision.chain.prev`` (the previous link's hash) and ``decision.chain.hash`` =
+sha256 of the canonical JSON of the event's name, its other attributes, its timestamp, and the trace
+id and span id it was recorded on (``decision.input`` is covered through ``decision.input.hash``).
+Editing, deleting, inserting, reordering or moving a stored record to another request breaks the
+chain there.
 
-Each decision carries ``decision.chain.id`` (one per recording process), ``decision.chain.seq``
-(1, 2, 3 … without gaps), ``decision.chain.prev`` (the previous link's hash) and
-``decision.chain.hash`` = sha256 of the canonical JSON of the decision's other attributes plus its
-event timestamp (``decision.input`` is covered through ``decision.input.hash``, which
-:func:`verify` checks against the stored input). Editing, deleting, inserting or reordering a stored
-decision breaks the chain at that point, and :func:`verify` says where.
-
-What a chain does not prove: that the *last* decisions exist (a cut tail looks like a shorter chain)
-or anything about a writer who holds the process itself; anchor chain heads elsewhere for that.
+The hash uses no secret, so a writer of the files could recompute every later link. What stops that
+is the signed checkpoint (checkpoints.py): every N decisions or T seconds, and at shutdown, the chain
+stage signs the chain head, as an event of the chain itself. The checkpoint travels with the
+decisions (spool, replay, collector) and, with an anchor store, is also copied outside the audit
+store (anchors.py). ``verification.py`` checks it all; docs/trust.md says what is and is not proven.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from typing import Any, Iterable, Mapping
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
-from .conventions import AUDIT_EVENTS
+from .checkpoints import Checkpointer
+from .conventions import AUDIT_EVENTS, CHECKPOINT_EVENT, CHECKPOINT_SPAN, DECISION_EVENT, SCOPE_NAME
+from .conventions import CheckpointAttributes as C
 from .conventions import DecisionAttributes as D
-from .conventions import LifecycleAttributes as L
+from .conventions import SpanAttributes as S
 from .encoding import is_cut, sha256_hex
 from .ids import new_decision_id
+from .version import __version__
 
-__all__ = ["HashChain", "ChainStage", "chain_hash", "verify", "ChainProblem"]
+__all__ = ["HashChain", "ChainStage", "chain_hash", "verify"]
 
+_log = logging.getLogger(__name__)
 _EXCLUDED = (D.CHAIN_HASH, D.INPUT)
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_ids = RandomIdGenerator()
+_SCOPE = InstrumentationScope(SCOPE_NAME, __version__)
 
 
-def chain_hash(attributes: Mapping[str, Any], time_unix_nano: int) -> str:
+def chain_hash(name: str, attributes: Mapping[str, Any], time_unix_nano: int, trace_id: str, span_id: str) -> str:
+    """The link hash of one audit event; ``trace_id`` / ``span_id`` in lower-case hex, as stored."""
     # A whole input is covered through its hash; a bounded summary is not what the hash is of, so
     # the summary itself is chained.
     cut = is_cut(attributes.get(D.TRUNCATED), "input")
-    payload = {k: v for k, v in attributes.items() if k not in _EXCLUDED or (cut and k == D.INPUT)}
-    payload["time_unix_nano"] = time_unix_nano
+    payload = {
+        "event": name,
+        "attributes": {k: v for k, v in attributes.items() if k not in _EXCLUDED or (cut and k == D.INPUT)},
+        "time_unix_nano": time_unix_nano,
+        "trace_id": trace_id,
+        "span_id": span_id,
+    }
     return hashlib.sha256(_dumps(payload).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class HashChain:
-    """One chain; :meth:`link` is thread-safe and gives every decision its place."""
+    """One chain; :meth:`link` gives every audit event its place (thread-safe)."""
 
     def __init__(self, chain_id: str | None = None) -> None:
         self.chain_id = chain_id or new_decision_id()
-        self._seq = 0
-        self._prev = ""
+        self.seq = 0
+        self.head = ""
         self._lock = threading.Lock()
 
-    def link(self, attributes: dict[str, Any], time_unix_nano: int) -> None:
+    def link(self, name: str, attributes: dict[str, Any], time_unix_nano: int, trace_id: str, span_id: str) -> None:
         """Add the chain attributes to ``attributes`` (in place)."""
         attributes[D.CHAIN_ID] = self.chain_id
         with self._lock:
-            self._seq += 1
-            attributes[D.CHAIN_SEQ] = self._seq
-            attributes[D.CHAIN_PREV] = self._prev
-            h = chain_hash(attributes, time_unix_nano)
+            self.seq += 1
+            attributes[D.CHAIN_SEQ] = self.seq
+            attributes[D.CHAIN_PREV] = self.head
+            h = chain_hash(name, attributes, time_unix_nano, trace_id, span_id)
             attributes[D.CHAIN_HASH] = h
-            self._prev = h
+            self.head = h
+
+
+def _rebuilt(s: ReadableSpan, events: list[Event]) -> ReadableSpan:
+    return ReadableSpan(
+        name=s.name, context=s.context, parent=s.parent, resource=s.resource,
+        attributes=s.attributes, events=tuple(events), links=s.links, kind=s.kind,
+        status=s.status, start_time=s.start_time, end_time=s.end_time,
+        instrumentation_scope=s.instrumentation_scope,
+    )
 
 
 class ChainStage:
-    """Links decisions into the chain on the export thread, once per span, before the first export
-    attempt (DecisionSpanProcessor's ``prepare``), so retries and the spool carry the same links and
-    the recording thread pays nothing for them. It also fills ``decision.input.hash`` where the
-    recorder left it to be computed from the stored (uncut) input."""
+    """Links audit events into the chain on the export thread, once per span, before the first
+    export attempt (DecisionSpanProcessor's ``prepare``), so retries and the spool carry the same links
+    and the recording thread pays nothing for them. It also fills ``decision.input.hash`` where the
+    recorder left it to be computed from the stored (uncut) input.
 
-    def __init__(self, chain: HashChain | None) -> None:
+    With ``checkpointer`` it adds a checkpoint span to a batch when one is due. For an idle process,
+    :meth:`start` runs a timer that queues a checkpoint request once ``seconds`` passed with records
+    unchecked; :meth:`closing_spans` gives the processor the "closed" request at shutdown. A request
+    is a checkpoint event without its note: this stage writes the note when the request comes through,
+    so checkpoints are made, linked and ordered on the export path only, like every other link.
+    """
+
+    def __init__(self, chain: HashChain | None, checkpointer: Checkpointer | None = None,
+                 resource: Resource | None = None) -> None:
         self.chain = chain
+        self.checkpointer = checkpointer if chain is not None else None
+        self.resource = resource or Resource.create()
+        self._lock = threading.Lock()
+        self._submit: Callable[[ReadableSpan], None] | None = None
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
 
+    # -- the export path ---------------------------------------------------------------------------
     def _needs_work(self, span: ReadableSpan) -> bool:
         return any(e.name in AUDIT_EVENTS and e.attributes is not None and D.CHAIN_HASH not in e.attributes
                    for e in span.events)
 
     def __call__(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
-        out = []
-        for s in spans:
-            if not s.events or not self._needs_work(s):
-                out.append(s)
-                continue
-            events = []
-            for e in s.events:
-                if e.name in AUDIT_EVENTS and e.attributes is not None and D.CHAIN_HASH not in e.attributes:
-                    attrs = dict(e.attributes)
+        with self._lock:
+            out = [self._link_span(s) if s.events and self._needs_work(s) else s for s in spans]
+            cp = self.checkpointer
+            if cp is not None and cp.pending and cp.closed:
+                # recorded after the closing checkpoint (a span ended during shutdown): close again
+                out.append(self._checkpoint_span(closed=True, complete=True))
+            elif cp is not None and cp.due():
+                out.append(self._checkpoint_span(closed=False, complete=True))
+            return out
+
+    def _link_span(self, s: ReadableSpan) -> ReadableSpan:
+        trace_id, span_id = format(s.context.trace_id, "032x"), format(s.context.span_id, "016x")
+        events = []
+        for e in s.events:
+            if e.name in AUDIT_EVENTS and e.attributes is not None and D.CHAIN_HASH not in e.attributes:
+                attrs = dict(e.attributes)
+                if e.name == DECISION_EVENT:
                     if D.INPUT in attrs and D.INPUT_HASH not in attrs:
                         attrs[D.INPUT_HASH] = sha256_hex(str(attrs[D.INPUT]))
-                    if self.chain is not None:
-                        self.chain.link(attrs, e.timestamp)
-                    e = Event(e.name, attrs, e.timestamp)
-                events.append(e)
-            out.append(ReadableSpan(
-                name=s.name, context=s.context, parent=s.parent, resource=s.resource,
-                attributes=s.attributes, events=tuple(events), links=s.links, kind=s.kind,
-                status=s.status, start_time=s.start_time, end_time=s.end_time,
-                instrumentation_scope=s.instrumentation_scope,
-            ))
-        return out
+                elif e.name == CHECKPOINT_EVENT and C.NOTE not in attrs:
+                    attrs = self._note(closed=attrs.get(C.STATE) == "closed")
+                if self.chain is not None:
+                    self.chain.link(e.name, attrs, e.timestamp, trace_id, span_id)
+                    if self.checkpointer is not None and e.name != CHECKPOINT_EVENT:
+                        n = attrs.get(D.BATCH_COUNT, 1) if e.name == DECISION_EVENT else 0
+                        self.checkpointer.count(n if isinstance(n, int) else 1)
+                e = Event(e.name, attrs, e.timestamp)
+            events.append(e)
+        return _rebuilt(s, events)
+
+    def _note(self, closed: bool) -> dict[str, Any]:
+        if self.chain is None or self.checkpointer is None:
+            return {}
+        return {C.NOTE: self.checkpointer.note(self.chain.chain_id, self.chain.seq, self.chain.head, closed)}
+
+    def _checkpoint_span(self, closed: bool, complete: bool) -> ReadableSpan:
+        """A span with one checkpoint event: complete (note written, linked: on the export path) or
+        a request (state only) that this stage completes when it comes through."""
+        now = time.time_ns()
+        ctx = SpanContext(_ids.generate_trace_id(), _ids.generate_span_id(), is_remote=False,
+                          trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        span = ReadableSpan(
+            name=CHECKPOINT_SPAN, context=ctx, resource=self.resource, kind=SpanKind.INTERNAL,
+            attributes={S.AUDIT_RECORDS: 1, S.DECISION_AUDIT: True},
+            events=(Event(CHECKPOINT_EVENT, {C.STATE: "closed" if closed else "open"}, now),),
+            start_time=now, end_time=now, instrumentation_scope=_SCOPE,
+        )
+        return self._link_span(span) if complete else span
+
+    # -- requests from outside the export path -----------------------------------------------------
+    def start(self, submit: Callable[[ReadableSpan], None]) -> None:
+        """Queue a checkpoint request through ``submit`` (the processor's ``on_end``) whenever
+        ``seconds`` passed since the last checkpoint with records unchecked (an idle process)."""
+        self._submit = submit
+        if self.checkpointer is None:
+            return
+        self._stop = threading.Event()
+        self._timer = threading.Thread(target=self._tick, name="decisiontrail-checkpoint", daemon=True)
+        self._timer.start()
+
+    def _tick(self) -> None:
+        cp, stop, asked = self.checkpointer, self._stop, -1
+        assert cp is not None
+        while True:
+            with self._lock:
+                wait, made = cp.seconds_until_due(), cp.made
+            if wait is None or asked == made:  # nothing unchecked, or our request is still on its way
+                wait = cp.seconds
+            if stop.wait(max(wait, 0.05)):
+                return
+            with self._lock:
+                due, made = cp.due(), cp.made
+            if due and asked != made and self._submit is not None:
+                asked = made
+                try:
+                    self._submit(self._checkpoint_span(closed=False, complete=False))
+                except Exception as exc:  # e.g. fail-closed with the spool unwritable: logged there too
+                    _log.warning("decisiontrail: queueing a checkpoint failed: %r", exc)
+
+    def closing_spans(self) -> list[ReadableSpan]:
+        """At shutdown, before the processor's queue closes: the request for the "closed" checkpoint,
+        which the export path completes after everything queued before it."""
+        self._stop.set()
+        if self.checkpointer is None:
+            return []
+        return [self._checkpoint_span(closed=True, complete=False)]
+
+    def after_fork(self) -> None:
+        """In a forked child: a chain of its own (two processes would claim the same positions),
+        with no checkpoint yet, and its own timer."""
+        self._lock = threading.Lock()
+        if self.chain is not None:
+            self.chain = HashChain()
+        if self.checkpointer is not None:
+            self.checkpointer.reset()
+        if self._submit is not None:
+            self.start(self._submit)
 
 
-def _record_key(attributes: Mapping[str, Any]) -> Any:
-    # An outcome or review carries the decision.id of the decision it refers to; its own id tells it apart.
-    return attributes.get(L.RECORD_ID) or attributes.get(D.ID)
+def verify(records: Iterable[Mapping[str, Any]]) -> tuple[int, list[Any]]:
+    """The links alone, over ``chain_view()`` dicts of decisions and lifecycle records: (chained
+    events checked, problems). The whole check (checkpoints, signatures, anchors) is verification.verify_records."""
+    from .verification import AuditEvent, verify_records
 
-
-@dataclass(frozen=True)
-class ChainProblem:
-    chain_id: str
-    seq: int | None
-    decision_id: str | None
-    problem: str
-
-    def __str__(self) -> str:
-        where = f"seq {self.seq}" if self.seq is not None else "chain"
-        return f"chain {self.chain_id} {where} ({self.decision_id or '-'}): {self.problem}"
-
-
-def verify(records: Iterable[Mapping[str, Any]]) -> tuple[int, list[ChainProblem]]:
-    """Check decision records (with ``attributes`` and ``time_unix_nano``) chain by chain.
-
-    Returns the number of chained decisions checked and the problems found: a changed record, a
-    missing or inserted one, a reordering, an input that does not match its hash. Replays of the same
-    decision (same id and content) count once.
-    """
-    chains: dict[str, dict[int, Mapping[str, Any]]] = {}
-    problems: list[ChainProblem] = []
-    for r in records:
-        a = r["attributes"]
-        cid = a.get(D.CHAIN_ID)
-        if cid is None:
-            continue
-        seq = int(a.get(D.CHAIN_SEQ, 0))
-        seen = chains.setdefault(cid, {})
-        if seq in seen and _record_key(seen[seq]["attributes"]) != _record_key(a):
-            problems.append(ChainProblem(cid, seq, a.get(D.ID), "two different decisions claim this position"))
-        seen.setdefault(seq, r)
-    checked = 0
-    for cid, by_seq in chains.items():
-        prev_hash = ""
-        expected = 1
-        for seq in sorted(by_seq):
-            r = by_seq[seq]
-            a = r["attributes"]
-            did = a.get(D.ID)
-            checked += 1
-            if seq != expected:
-                problems.append(ChainProblem(cid, seq, did, f"missing decisions at seq {expected}..{seq - 1}"))
-            elif a.get(D.CHAIN_PREV, "") != prev_hash:
-                problems.append(ChainProblem(cid, seq, did, "previous-hash link broken (reordered or replaced)"))
-            if chain_hash(a, int(r["time_unix_nano"])) != a.get(D.CHAIN_HASH):
-                problems.append(ChainProblem(cid, seq, did, "content changed after it was recorded"))
-            if not is_cut(a.get(D.TRUNCATED), "input") and D.INPUT in a and sha256_hex(a[D.INPUT]) != a.get(D.INPUT_HASH):
-                problems.append(ChainProblem(cid, seq, did, "input does not match decision.input.hash"))
-            prev_hash = a.get(D.CHAIN_HASH, "")
-            expected = seq + 1
-    return checked, problems
+    report = verify_records(AuditEvent(str(r.get("name", DECISION_EVENT)), r["attributes"], int(r["time_unix_nano"]),
+                                       str(r["trace_id"]), str(r["span_id"])) for r in records)
+    return report.events, [p for p in report.problems if not p.what.startswith("nothing to verify")]

@@ -26,6 +26,12 @@ Resolution of each setting: argument > environment variable > default.
   ``dead_letter_dir`` > ``DECISIONTRAIL_DEAD_LETTER_DIR`` > ``<spool_dir>/dead-letter``: where what the
   receiver rejects for good is kept (deadletter.py); without a spool and without one, such decisions
   count as lost.
+- Trust (docs/trust.md): ``signing_key`` (a key file, its text, or a Signer) >
+  ``DECISIONTRAIL_SIGNING_KEY`` > none; ``anchors`` (a directory) > ``DECISIONTRAIL_ANCHORS`` > none.
+  With either, the chain gets a checkpoint every ``checkpoint_every`` > ``DECISIONTRAIL_CHECKPOINT_EVERY``
+  > 1000 decisions or ``checkpoint_seconds`` > ``DECISIONTRAIL_CHECKPOINT_SECONDS`` > 60 seconds, and a
+  closed one at shutdown. A bad key argument raises; a bad key in the environment is logged as an
+  error and the checkpoints go unsigned.
 
 A bad environment value warns and falls back to the default; a bad argument raises
 ConfigurationError. With ``tracer_provider`` (the application's own SDK provider) the processor and
@@ -47,7 +53,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, ALWAYS_ON, Sampler
 
+from .anchors import AnchoringExporter, AnchorStore
 from .chain import ChainStage, HashChain
+from .checkpoints import DEFAULT_EVERY, DEFAULT_SECONDS, Checkpointer
 from .encoding import DEFAULT_MAX_CHARS
 from .encoding.bounded import MIN_MAX_CHARS
 from ._env import env_bool as _env_bool
@@ -61,6 +69,7 @@ from .processing import ON_FULL_POLICIES, DecisionSpanProcessor
 from .recorder import Recorder, RecorderSettings, set_recorder
 from .redaction import RedactionPolicy
 from .sampling import AuditSampler
+from .signing import Signer, load_signer
 from .spool import Spool
 from .store.payloads import PayloadStore, payload_store_from_env
 
@@ -157,6 +166,30 @@ _BSP_VARIABLES = {
 }
 
 
+SigningKey = str | os.PathLike[str] | bytes | Signer
+
+
+def _chain_stage(chain: bool, resource: Resource, signing_key: SigningKey | None, anchored: bool,
+                 checkpoint_every: int | None, checkpoint_seconds: float | None) -> ChainStage:
+    """The hash chain, and its checkpoints when there is a key or an anchor store to make them for."""
+    if not chain:
+        return ChainStage(None)
+    signer: Signer | None = None
+    if signing_key is not None:
+        signer = load_signer(signing_key)  # a bad argument raises ConfigurationError
+    elif os.environ.get("DECISIONTRAIL_SIGNING_KEY"):
+        try:
+            signer = load_signer(os.environ["DECISIONTRAIL_SIGNING_KEY"])
+        except ConfigurationError as exc:
+            _log.error("decisiontrail: DECISIONTRAIL_SIGNING_KEY: %s; checkpoints are NOT signed", exc)
+    checkpointer = None
+    if signer is not None or anchored:
+        every = checkpoint_every or _env_int("DECISIONTRAIL_CHECKPOINT_EVERY", DEFAULT_EVERY)
+        seconds = checkpoint_seconds or _env_int("DECISIONTRAIL_CHECKPOINT_SECONDS", int(DEFAULT_SECONDS))
+        checkpointer = Checkpointer(signer, every, float(seconds))
+    return ChainStage(HashChain(), checkpointer, resource)
+
+
 def build_processor(
     exporter: SpanExporter,
     resource: Resource,
@@ -166,15 +199,24 @@ def build_processor(
     block_timeout_millis: int | None = None,
     fail_closed: bool | None = None,
     chain: bool = True,
+    signing_key: SigningKey | None = None,
+    anchors: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float | None = None,
     processor_options: dict[str, Any] | None = None,
     dead_letter_dir: str | os.PathLike[str] | None = None,
 ) -> DecisionSpanProcessor:
-    """The no-loss processor for ``exporter``, with its spool and hash chain, settings resolved as in
-    configure() (also used by the ``opentelemetry-instrument`` configurator, autoconfig.py)."""
+    """The no-loss processor for ``exporter``, with its spool, hash chain and signed checkpoints,
+    settings resolved as in configure() (also used by the ``opentelemetry-instrument`` configurator,
+    autoconfig.py)."""
     spool: Spool | None = None
     if spool_dir is not False:
         where = spool_dir or os.environ.get("DECISIONTRAIL_SPOOL_DIR") or _default_spool(exporter, resource)
         spool = Spool(where)
+    anchors = anchors or os.environ.get("DECISIONTRAIL_ANCHORS") or None
+    stage = _chain_stage(chain, resource, signing_key, anchors is not None, checkpoint_every, checkpoint_seconds)
+    if anchors is not None and stage.checkpointer is not None:
+        exporter = AnchoringExporter(exporter, AnchorStore(anchors))
     options: dict[str, Any] = {
         "spool": spool,
         "on_full": on_full or _env_choice("DECISIONTRAIL_ON_FULL", ON_FULL_POLICIES,
@@ -182,7 +224,7 @@ def build_processor(
         "block_timeout_millis": block_timeout_millis if block_timeout_millis is not None
         else _env_int("DECISIONTRAIL_BLOCK_TIMEOUT_MS", 1000),
         "fail_closed": fail_closed if fail_closed is not None else _env_bool("DECISIONTRAIL_FAIL_CLOSED", False),
-        "prepare": ChainStage(HashChain() if chain else None),
+        "prepare": stage,
         "dead_letter_dir": dead_letter_dir or os.environ.get("DECISIONTRAIL_DEAD_LETTER_DIR") or None,
         # The SDK's batch settings apply to this processor too (defaults: the processor's own).
         **{opt: n for var, opt in _BSP_VARIABLES.items() if (n := _env_int(var, 0))},
@@ -190,7 +232,9 @@ def build_processor(
     if options["on_full"] == "spool" and options["spool"] is None:
         _log.warning('decisiontrail: DECISIONTRAIL_ON_FULL=spool without a spool; using "block"')
         options["on_full"] = "block"
-    return DecisionSpanProcessor(exporter, **options)
+    processor = DecisionSpanProcessor(exporter, **options)
+    stage.start(processor.on_end)  # the checkpoint timer of an idle process queues through on_end
+    return processor
 
 
 def configure(
@@ -210,6 +254,10 @@ def configure(
     hash_secret: str | bytes | None = None,
     max_chars: int | None = None,
     chain: bool = True,
+    signing_key: SigningKey | None = None,
+    anchors: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float | None = None,
     model_version: str | None = None,
     spool_dir: str | os.PathLike[str] | Literal[False] | None = None,
     on_full: str | None = None,
@@ -232,6 +280,10 @@ def configure(
         raise ConfigurationError(f"max_chars must be an int >= {MIN_MAX_CHARS}, not {max_chars!r}")
     if max_request_bytes is not None and (not isinstance(max_request_bytes, int) or max_request_bytes < 1024):
         raise ConfigurationError(f"max_request_bytes must be an int >= 1024, not {max_request_bytes!r}")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        raise ConfigurationError(f"checkpoint_every must be an int >= 1, not {checkpoint_every!r}")
+    if checkpoint_seconds is not None and (not isinstance(checkpoint_seconds, (int, float)) or checkpoint_seconds <= 0):
+        raise ConfigurationError(f"checkpoint_seconds must be a number > 0, not {checkpoint_seconds!r}")
     payloads = _payload_store(payload_store)
     if exporter is not None and (endpoint is not None or path is not None):
         raise ConfigurationError("give an exporter, or an endpoint, or a path: not several")
@@ -259,7 +311,9 @@ def configure(
     closed = fail_closed if fail_closed is not None else _env_bool("DECISIONTRAIL_FAIL_CLOSED", False)
     processor = build_processor(exporter, resource, spool_dir=spool_dir, on_full=on_full,
                                 block_timeout_millis=block_timeout_millis, fail_closed=closed, chain=chain,
-                                processor_options=processor_options, dead_letter_dir=dead_letter_dir)
+                                signing_key=signing_key, anchors=anchors, checkpoint_every=checkpoint_every,
+                                checkpoint_seconds=checkpoint_seconds, processor_options=processor_options,
+                                dead_letter_dir=dead_letter_dir)
     if tracer_provider is None:
         tracer_provider = TracerProvider(resource=resource, sampler=AuditSampler(sampler or _env_sampler()))
         if set_global:

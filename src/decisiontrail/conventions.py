@@ -8,8 +8,9 @@ Names follow OpenTelemetry's dotted lower-case style. Official conventions are u
 
 from __future__ import annotations
 
-__all__ = ["DECISION_EVENT", "OUTCOME_EVENT", "REVIEW_EVENT", "AUDIT_EVENTS", "REVIEW_ACTIONS", "SCOPE_NAME",
-           "ModelAttributes", "DecisionAttributes", "LifecycleAttributes", "SubjectAttributes", "SpanAttributes"]
+__all__ = ["DECISION_EVENT", "OUTCOME_EVENT", "REVIEW_EVENT", "CHECKPOINT_EVENT", "AUDIT_EVENTS", "REVIEW_ACTIONS",
+           "CHECKPOINT_SPAN", "SCOPE_NAME", "ModelAttributes", "DecisionAttributes", "LifecycleAttributes",
+           "SubjectAttributes", "CheckpointAttributes", "SpanAttributes"]
 
 DECISION_EVENT = "model.decision"
 """Name of the span event (and, later, the log event) that records one decision."""
@@ -20,12 +21,18 @@ OUTCOME_EVENT = "model.decision.outcome"
 REVIEW_EVENT = "model.decision.review"
 """Span event recording a human review of a past decision (confirm, override, escalate, annotate)."""
 
-AUDIT_EVENTS = (DECISION_EVENT, OUTCOME_EVENT, REVIEW_EVENT)
+CHECKPOINT_EVENT = "decision.checkpoint"
+"""Name of the span event that holds one signed checkpoint of a process's hash chain."""
+
+AUDIT_EVENTS = (DECISION_EVENT, OUTCOME_EVENT, REVIEW_EVENT, CHECKPOINT_EVENT)
 """Names of every audit event: the hash chain links each of them (chain.ChainStage) and verify checks
 them all. Events of other names on an audit span are not part of the trail."""
 
 REVIEW_ACTIONS = ("confirm", "override", "escalate", "annotate")
 """Allowed values of ``decision.review.action``."""
+
+CHECKPOINT_SPAN = "decisiontrail checkpoint"
+"""Name of the span that carries one ``decision.checkpoint`` event (with ``decision.audit.records``)."""
 
 SCOPE_NAME = "decisiontrail"
 """Instrumentation scope name of every tracer the package creates."""
@@ -104,7 +111,19 @@ class DecisionAttributes:
     CHAIN_PREV = "decision.chain.prev"
     """``decision.chain.hash`` of the previous decision in the chain (empty for the first)."""
     CHAIN_HASH = "decision.chain.hash"
-    """sha256 over the previous hash and this decision's canonical attributes and timestamp."""
+    """sha256 of the canonical JSON of the event's name, other attributes (less ``decision.input``,
+    covered by its hash), timestamp, and the trace id and span id it was recorded on."""
+
+
+class CheckpointAttributes:
+    """Attributes of one ``decision.checkpoint`` event (besides the ``decision.chain.*`` link)."""
+
+    NOTE = "decision.checkpoint.note"
+    """The checkpoint as a signed note: its text (chain id, head seq and hash, decisions, previous
+    checkpoint's hash, time, state) then one signature line per key. Only the note is trusted."""
+    STATE = "decision.checkpoint.state"
+    """``open`` or ``closed``, set on a checkpoint requested before the chain stage completed it (a
+    timer or shutdown); the completed event keeps only the note, which holds the state."""
 
 
 class LifecycleAttributes:

@@ -64,13 +64,18 @@ def train(seed: int = 7) -> Any:
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
 
 
-def run_demo(out: str | Path = "decisiontrail-data", n: int = 200, seed: int = 11) -> DemoResult:
+def run_demo(out: str | Path = "decisiontrail-data", n: int = 200, seed: int = 11, *,
+             signing_key: str | Path | None = None, anchors: str | Path | None = None) -> DemoResult:
+    """Record ``n`` demo decisions into ``out``; with ``signing_key`` / ``anchors``, signed
+    checkpoints (every 50 decisions, so a short demo has several) copied to the anchor store."""
     import numpy as np
 
     model = train()
     scaler, clf = model[0], model[-1]
     cfg = configure(path=out, service_name="loan-service-demo", hash_keys=["applicant_id"],
-                    redact_keys=["national_id"], hash_secret="demo-only-secret", model_version=MODEL_VERSION)
+                    redact_keys=["national_id"], hash_secret="demo-only-secret", model_version=MODEL_VERSION,
+                    signing_key=signing_key, anchors=anchors,
+                    checkpoint_every=50 if signing_key or anchors else None)
     tracer = cfg.tracer_provider.get_tracer("decisiontrail.demo")
 
     def decide(application: dict[str, Any]) -> dict[str, Any]:

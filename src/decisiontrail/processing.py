@@ -54,7 +54,6 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import stats
-from .chain import HashChain
 from .conventions import SpanAttributes as S
 from .deadletter import DeadLetterFile
 from .exporters.delivery import Delivery, deliver_with
@@ -175,9 +174,9 @@ class DecisionSpanProcessor(SpanProcessor):
         self.ledger.after_fork()
         self._in_flight = None
         self._flush_requested = self._stalled = False
-        chain = getattr(self.prepare, "chain", None)
-        if isinstance(chain, HashChain):  # one chain per process: two would claim the same positions
-            self.prepare.chain = HashChain()  # type: ignore[union-attr]
+        after_fork = getattr(self.prepare, "after_fork", None)
+        if after_fork is not None:  # one chain per process: two would claim the same positions
+            after_fork()
         if self.spool is not None:
             self.spool.after_fork()
         if self.dead_letters is not None:
@@ -526,6 +525,12 @@ class DecisionSpanProcessor(SpanProcessor):
                 return True
 
     def shutdown(self) -> None:
+        with self._lock:
+            closing = self._closing
+        if not closing:
+            # The chain's closing checkpoint is queued behind everything ended before shutdown.
+            for span in getattr(self.prepare, "closing_spans", list)():
+                self.on_end(span)
         with self._lock:
             if self._closing:
                 return

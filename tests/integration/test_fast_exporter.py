@@ -91,4 +91,4 @@ def test_the_collector_stores_the_same_spans_as_from_the_sdk_exporter(
     assert len(decisions) == 40 + 50 + 300
     v = subprocess.run([sys.executable, "-m", "decisiontrail.cli", "verify", "--data", str(collector.audit_dir)],
                        capture_output=True, text=True, timeout=120)
-    assert v.returncode == 0 and "0 problems" in v.stdout, v.stdout + v.stderr
+    assert v.returncode == 0 and "0 problem(s)" in v.stdout, v.stdout + v.stderr

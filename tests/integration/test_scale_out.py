@@ -174,7 +174,7 @@ def assert_every_decision_once(topology: Topology, sent: list[str], scenario: st
                              *(a for p in dirs for a in ("--data", str(p)))],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout
-    assert f"{len(wanted)} decisions" in verify.stdout and " 0 problems" in verify.stdout, verify.stdout
+    assert f"{len(wanted)} decisions" in verify.stdout and " 0 problem(s)" in verify.stdout, verify.stdout
     print(f"\n[{scenario}] sent {len(sent)}, stored {len(stored)} unique (per gateway {per_gateway}), "
           f"duplicates removed {read.duplicates}; verify: {verify.stdout.strip().splitlines()[-1]}")
     return read

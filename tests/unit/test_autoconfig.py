@@ -126,3 +126,18 @@ def test_a_provider_without_the_no_loss_processor_is_reported_once(
         Recorder(tracer_provider=provider)
     assert [r.message.count("no DecisionSpanProcessor") for r in caplog.records] == [1]
     provider.shutdown()
+
+
+def test_zero_code_process_signs_and_anchors_its_checkpoints(tmp_path: Path) -> None:
+    from decisiontrail.cli import main
+    from decisiontrail.signing import keygen
+
+    files, key_id = keygen(tmp_path / "keys")
+    run_instrumented(
+        tmp_path, OTEL_PYTHON_CONFIGURATOR="decisiontrail", OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none", DECISIONTRAIL_PATH=str(tmp_path / "store"),
+        DECISIONTRAIL_SIGNING_KEY=str(files[0]), DECISIONTRAIL_ANCHORS=str(tmp_path / "anchors"),
+        DECISIONTRAIL_CHECKPOINT_EVERY="10")
+    assert main(["verify", "--data", str(tmp_path / "store"), "--public-key", str(files[1]),
+                 "--anchors", str(tmp_path / "anchors")]) == 0
+    assert len(list((tmp_path / "anchors").rglob("*.note"))) >= 1

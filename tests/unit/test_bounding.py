@@ -190,7 +190,7 @@ def test_bounded_inputs_verify_and_an_edited_summary_does_not(store: Store) -> N
     assert text.count('loan_amount\\":15000.0') == 1
     f.write_text(text.replace('loan_amount\\":15000.0', 'loan_amount\\":1.0'))
     p = cli("verify", "--data", str(store.path))
-    assert p.returncode == 1 and "content changed" in p.stdout
+    assert p.returncode == 1 and "changed after it was recorded" in p.stdout
 
 
 def test_a_batch_row_with_a_huge_cell_keeps_its_other_cells(store: Store) -> None:

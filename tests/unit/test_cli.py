@@ -91,4 +91,18 @@ def test_exit_codes(demo: Path) -> None:
 
 def test_verify(demo: Path) -> None:
     out = run("verify", "--data", str(demo)).stdout
-    assert "40 decisions in 40 chained events checked, 0 problems" in out
+    assert "(loan-service-demo): 40 decisions, seq 1..40, no checkpoint, unsigned" in out
+    assert "1 chain(s), 40 decisions, 0 problem(s)" in out
+    assert "not proven: no chain has a checkpoint" in out  # the demo without --signing-key
+
+
+def test_a_signed_demo_verifies_with_its_public_key(tmp_path: Path) -> None:
+    run("keygen", "--out", str(tmp_path / "keys"))
+    out = run("demo", "--out", str(tmp_path / "data"), "--n", "60", "--signing-key",
+              str(tmp_path / "keys" / "decisiontrail.key"), "--anchors", str(tmp_path / "anchors")).stdout
+    command = next(line.split() for line in out.splitlines() if "decisiontrail verify" in line)
+    assert command[-4:] == ["--public-key", str(tmp_path / "keys" / "decisiontrail.pub"),
+                            "--anchors", str(tmp_path / "anchors")]
+    verified = run(*command[1:]).stdout
+    assert "(loan-service-demo): 60 decisions" in verified and verified.count(", closed") == 1
+    assert "verified: signed by key" in verified

@@ -12,10 +12,10 @@ DOC = (ROOT / "docs" / "semantic-conventions.md").read_text()
 
 
 def constants() -> set[str]:
-    names = set(conventions.AUDIT_EVENTS)
-    for cls in (conventions.ModelAttributes, conventions.DecisionAttributes, conventions.LifecycleAttributes,
-                conventions.SubjectAttributes,
-                conventions.SpanAttributes):
+    """Every event name (``*_EVENT``) and every attribute of the ``*Attributes`` classes."""
+    module = vars(conventions)
+    names = {v for k, v in module.items() if k.endswith("_EVENT") and isinstance(v, str)}
+    for cls in (v for k, v in module.items() if k.endswith("Attributes") and isinstance(v, type)):
         names |= {v for k, v in vars(cls).items() if k.isupper()}
     return names
 

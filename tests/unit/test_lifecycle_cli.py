@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +102,8 @@ def test_verify_passes_with_records_and_catches_an_edited_review(recorded: Recor
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", "--data", str(recorded.path)]) == 0
     out = capsys.readouterr().out
-    assert "3 decisions and 5 outcome/review records in 8 chained events checked, 0 problems" in out
+    assert "3 decisions, 5 outcome/review records, seq 1..8" in out
+    assert "1 chain(s), 3 decisions, 5 outcome/review records, 0 problem(s)" in out
     assert "1 outcome/review records: refers to a decision not found here" in out
     [file] = recorded.path.glob("*.jsonl")
     text = file.read_text()
@@ -109,8 +111,8 @@ def test_verify_passes_with_records_and_catches_an_edited_review(recorded: Recor
     file.write_text(text.replace("income verified by phone", "income not verified"))
     assert main(["verify", "--data", str(recorded.path)]) == 1
     out = capsys.readouterr().out
-    assert f"({recorded.denied}): content changed after it was recorded" in out
-    assert "1 problems" in out
+    assert f"(decision {recorded.denied}): changed after it was recorded" in out
+    assert "1 problem(s)" in out
 
 
 def test_verify_catches_a_removed_review(recorded: Recorded, capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,4 +128,4 @@ def test_verify_catches_a_removed_review(recorded: Recorded, capsys: pytest.Capt
     msg["resourceSpans"][0]["scopeSpans"][0]["spans"] = kept
     file.write_text(json.dumps(msg) + "\n")
     assert main(["verify", "--data", str(recorded.path)]) == 1
-    assert "missing decisions at seq" in capsys.readouterr().out
+    assert re.search(r"seq \d+ .*records at seq \d+\.\.\d+ are missing \(deleted\)", capsys.readouterr().out)

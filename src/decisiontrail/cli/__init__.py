@@ -16,12 +16,12 @@ import sys
 from collections.abc import Sequence
 
 from ..version import __version__
-from . import demo, pseudonym, query, serve, show, verify
+from . import demo, keygen, pseudonym, query, serve, show, verify
 from ._args import EXIT_NOTHING, EXIT_USAGE, Parser, UsageError
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (demo, query, show, verify, serve, pseudonym)
+_COMMANDS = (demo, keygen, query, show, verify, serve, pseudonym)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigurationError
 from ..store.reader import iter_files
 from ._args import EXIT_FOUND, EXIT_USAGE, positive_int
 
@@ -24,6 +25,9 @@ def register(sub: Any) -> None:
     d.add_argument("--append", action="store_true",
                    help="add to a directory that already holds audit data (refused without it, so the demo "
                         "never mixes into another store)")
+    d.add_argument("--signing-key", metavar="PATH", help="sign the chain's checkpoints with this key "
+                   "(decisiontrail keygen writes one)")
+    d.add_argument("--anchors", metavar="DIR", help="also append every checkpoint to this anchor store")
     d.set_defaults(func=run)
 
 
@@ -48,9 +52,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         from ..demo import run_demo
-        result = run_demo(out, args.n)
+        result = run_demo(out, args.n, signing_key=args.signing_key, anchors=args.anchors)
     except ImportError as exc:
         print(f"decisiontrail demo needs scikit-learn: pip install 'decisiontrail[demo]' ({exc})", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigurationError as exc:
+        print(f"decisiontrail demo: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     cli, data = cli_command(), shlex.quote(str(out))
     print(f"Recorded {len(result.decision_ids)} decisions from {result.decisions} requests into {out.resolve()}")
@@ -58,5 +65,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {cli} query --data {data} --label deny --format table")
     if result.decision_ids:
         print(f"  {cli} show {result.decision_ids[0]} --data {data}")
-    print(f"  {cli} verify --data {data}")
+    print(f"  {cli} verify --data {data}{_verify_options(args)}")
     return EXIT_FOUND
+
+
+def _verify_options(args: argparse.Namespace) -> str:
+    out = ""
+    if args.signing_key:
+        pub = Path(args.signing_key).with_suffix(".pub")
+        out += f" --public-key {shlex.quote(str(pub if pub.is_file() else args.signing_key))}"
+    if args.anchors:
+        out += f" --anchors {shlex.quote(str(args.anchors))}"
+    return out

@@ -1,56 +1,89 @@
-"""``decisiontrail verify``: check the hash chains of a store (tamper evidence)."""
+"""``decisiontrail verify``: prove a store untouched (hash chains, signed checkpoints, anchors).
+
+Exit 0 with one summary line per chain when nothing is wrong; 1 with one line per problem (where and
+what) otherwise, and for an empty or missing store ("nothing to verify"). Whatever the keys and
+anchors given cannot prove is said in plain words after the summary.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from .. import chain
-from ..store.lifecycle import NOT_FOUND_HERE, iter_records
+from ..anchors import AnchorStore
+from ..conventions import DECISION_EVENT
+from ..errors import ConfigurationError
+from ..signing import Verifier, load_verifier
 from ..store import payloads
-from ..store.reader import ReadStats, iter_decisions
-
+from ..store.lifecycle import NOT_FOUND_HERE
+from ..store.reader import ReadStats, iter_spans
+from ..verification import audit_events, verify_records
 
 __all__ = ["register", "run"]
 
 
 def register(sub: Any) -> None:
-    v = sub.add_parser("verify", help="check the hash chains (tamper evidence)",
-                       description="Check the hash chains of a store: exit 0 when every chained event "
-                                   "checks, 1 when any problem is found.")
+    v = sub.add_parser("verify", help="prove a store untouched: hash chains, signed checkpoints, anchors",
+                       description="Check the hash chains, signed checkpoints and anchors of a store: exit 0 "
+                                   "when every chain checks (one summary line each), 1 when any problem is "
+                                   "found or there is nothing to verify.")
     v.add_argument("--data", required=True, action="append",
                    help="audit directory or file; repeat it to verify several directories as one store "
                         "(a chain may span gateways)")
+    v.add_argument("--public-key", action="append", default=[], metavar="PATH",
+                   help="a key that may have signed the checkpoints (decisiontrail.pub, or the HMAC key "
+                        "file); repeat it for keys that rotated")
+    v.add_argument("--anchors", metavar="DIR", help="the anchor store the recording processes appended "
+                   "their checkpoints to (shows removed chains and cut tails)")
     v.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    verifiers: dict[bytes, Verifier] | None = None
+    if args.public_key:
+        verifiers = {}
+        for path in args.public_key:
+            try:
+                v = load_verifier(path)
+            except ConfigurationError as exc:
+                print(f"decisiontrail verify: {path}: {exc}", file=sys.stderr)
+                return 2
+            verifiers[v.key_id] = v
+    anchors = None
+    if args.anchors:
+        store = AnchorStore(args.anchors)
+        if not store.directory.is_dir():
+            print(f"decisiontrail verify: no anchor store at {args.anchors}", file=sys.stderr)
+            return 2
+        anchors = [(str(p), text) for p, text in store.notes()]
     stats = ReadStats()
-    events: dict[int, dict[str, Any]] = {}  # rows of one packed batch event share its attributes
-    rows = 0
-    ids: set[str] = set()
-    for d in iter_decisions(args.data, stats):
-        rows += 1
-        ids.add(d.decision_id)
-        events.setdefault(id(d.attributes), d.chain_view())
-    records = orphans = 0
-    for r in iter_records(args.data, stats):  # outcomes and reviews are links of the same chains
-        records += 1
-        orphans += r.decision_id not in ids
-        events[id(r.attributes)] = r.chain_view()
-    checked, problems = chain.verify(events.values())
-    for p in problems:
-        print(p)
+    try:
+        events = list(audit_events(iter_spans(args.data, stats)))
+    except FileNotFoundError as exc:
+        print(f"nothing to verify: {exc}")
+        return 1
+    report = verify_records(events, verifiers, anchors)
     # Offloaded payloads (store/payloads.py): each must be there, with the bytes its hash names.
-    missing = payloads.check_payloads(e["attributes"] for e in events.values())
+    missing = payloads.check_payloads(e.attributes for e in events if e.name == DECISION_EVENT)
+    for p in report.problems:
+        print(p)
     for line in missing:
         print(line)
-    unchained = len(events) - checked
-    print(f"{rows} decisions" + (f" and {records} outcome/review records" if records else "")
-          + f" in {checked} chained events checked, {len(problems)} problems"
-          + (f", {unchained} events without chain" if unchained else "")
-          + (f", {stats.duplicates} replayed duplicates ignored" if stats.duplicates else "")
-          + (f", {len(missing)} payloads missing or altered" if missing else ""))
-    if orphans:
-        print(f"{orphans} outcome/review records: {NOT_FOUND_HERE} (recorded all the same)")
-    return 1 if problems or missing else 0
+    for c in report.chains:
+        print(c)
+    if report.chains:
+        print(f"{len(report.chains)} chain(s), {report.decisions} decisions"
+              + (f", {report.records} outcome/review records" if report.records else "")
+              + f", {len(report.problems)} problem(s)"
+              + (f", {len(missing)} payloads missing or altered" if missing else "")
+              + (f", {stats.bad_lines} unreadable lines skipped" if stats.bad_lines else ""))
+    if report.orphans:
+        print(f"{report.orphans} outcome/review records: {NOT_FOUND_HERE} (recorded all the same)")
+    for line in report.not_proven:
+        print(f"not proven: {line}")
+    if report.ok and not missing:
+        print("verified: " + ("signed by key " + ", ".join(sorted({k for c in report.chains for k in c.key_ids}))
+                              if verifiers else "chains intact, signatures not checked")
+              + (", every anchored checkpoint present" if anchors is not None else ""))
+    return 0 if report.ok and not missing else 1

@@ -84,7 +84,9 @@ class LifecycleRecord:
         return out
 
     def chain_view(self) -> dict[str, Any]:
-        return {"attributes": self.attributes, "time_unix_nano": self.time_unix_nano}
+        """What the hash chain covers of this record's event (chain.verify)."""
+        return {"name": OUTCOME_EVENT if self.kind == "outcome" else REVIEW_EVENT, "attributes": self.attributes,
+                "time_unix_nano": self.time_unix_nano, "trace_id": self.trace_id, "span_id": self.span_id}
 
 
 def records_of(span: SpanRecord) -> Iterator[LifecycleRecord]:

@@ -178,7 +178,9 @@ class DecisionRecord:
         return out
 
     def chain_view(self) -> dict[str, Any]:
-        return {"attributes": self.attributes, "time_unix_nano": self.time_unix_nano}
+        """What the hash chain covers of this decision's event (chain.verify)."""
+        return {"name": DECISION_EVENT, "attributes": self.attributes, "time_unix_nano": self.time_unix_nano,
+                "trace_id": self.trace_id, "span_id": self.span_id}
 
 
 def _paths(path: str | Path | Sequence[str | Path]) -> list[Path]:

@@ -1,0 +1,1 @@
+"""Makes ``tests/`` importable for the helpers that unit and integration tests share (tampering.py)."""
