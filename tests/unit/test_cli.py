@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -100,9 +101,9 @@ def test_a_signed_demo_verifies_with_its_public_key(tmp_path: Path) -> None:
     run("keygen", "--out", str(tmp_path / "keys"))
     out = run("demo", "--out", str(tmp_path / "data"), "--n", "60", "--signing-key",
               str(tmp_path / "keys" / "decisiontrail.key"), "--anchors", str(tmp_path / "anchors")).stdout
-    command = next(line.split() for line in out.splitlines() if "decisiontrail verify" in line)
+    command = next(shlex.split(line) for line in out.splitlines() if " verify --data " in line)
     assert command[-4:] == ["--public-key", str(tmp_path / "keys" / "decisiontrail.pub"),
                             "--anchors", str(tmp_path / "anchors")]
-    verified = run(*command[1:]).stdout
+    verified = run(*command[command.index("verify"):]).stdout
     assert "(loan-service-demo): 60 decisions" in verified and verified.count(", closed") == 1
     assert "verified: signed by key" in verified

@@ -142,13 +142,13 @@ def test_rotated_keys_each_verify_their_own_chain(signed: Signed, capsys: pytest
     assert not re.search(r"\(svc-a\).*problem", out)
 
 
-@pytest.mark.parametrize("where", ["empty", "missing"])
-def test_nothing_to_verify_is_a_failure(where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "data"
-    if where == "empty":
-        data.mkdir()
-    rc, out = verify(data, [], None, capsys)
-    assert rc == 1 and "nothing to verify" in out
+def test_nothing_to_verify_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    rc, out = verify(tmp_path / "empty", [], None, capsys)
+    assert rc == 1 and "nothing to verify: the store holds no audit records" in out
+    capsys.readouterr()
+    assert main(["verify", "--data", str(tmp_path / "missing")]) == 2  # a usage error: the path is wrong
+    assert "nothing to verify: no audit data at" in capsys.readouterr().err
 
 
 def test_hmac_keys_sign_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

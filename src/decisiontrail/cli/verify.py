@@ -1,7 +1,8 @@
 """``decisiontrail verify``: prove a store untouched (hash chains, signed checkpoints, anchors).
 
 Exit 0 with one summary line per chain when nothing is wrong; 1 with one line per problem (where and
-what) otherwise, and for an empty or missing store ("nothing to verify"). Whatever the keys and
+what) otherwise, and for a store that holds no audit records ("nothing to verify"); 2 for a
+directory that does not exist ("nothing to verify: no audit data at ..."). Whatever the keys and
 anchors given cannot prove is said in plain words after the summary.
 """
 
@@ -19,6 +20,7 @@ from ..store import payloads
 from ..store.lifecycle import NOT_FOUND_HERE
 from ..store.reader import ReadStats, iter_spans
 from ..verification import audit_events, verify_records
+from ._args import UsageError
 
 __all__ = ["register", "run"]
 
@@ -60,9 +62,8 @@ def run(args: argparse.Namespace) -> int:
     stats = ReadStats()
     try:
         events = list(audit_events(iter_spans(args.data, stats)))
-    except FileNotFoundError as exc:
-        print(f"nothing to verify: {exc}")
-        return 1
+    except FileNotFoundError as exc:  # a mistyped path: a usage error (exit 2), saying so
+        raise UsageError(f"nothing to verify: {exc}") from exc
     report = verify_records(events, verifiers, anchors)
     # Offloaded payloads (store/payloads.py): each must be there, with the bytes its hash names.
     missing = payloads.check_payloads(e.attributes for e in events if e.name == DECISION_EVENT)
