@@ -120,7 +120,7 @@ def test_every_returned_decision_is_audited_with_its_trace(service: ManagedProce
 
     cli = [sys.executable, "-m", "decisiontrail.cli"]
     verify = subprocess.run([*cli, "verify", "--data", str(collector.audit_dir)], capture_output=True, text=True)
-    assert verify.returncode == 0 and "6 decisions" in verify.stdout and " 0 problems" in verify.stdout, verify.stdout
+    assert verify.returncode == 0 and "6 decisions" in verify.stdout and " 0 problem(s)" in verify.stdout, verify.stdout
     assert not any("decision.collector.redacted" in d.attributes for d in found.values())
     mine = subprocess.run([*cli, "query", "--data", str(collector.audit_dir), "--subject", "A-0", "--format", "jsonl"],
                           capture_output=True, text=True, env={k: v for k, v in os.environ.items()

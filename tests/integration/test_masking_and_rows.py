@@ -72,7 +72,7 @@ def test_full_precision_outputs_pass_the_collector_untouched_and_verify(
         assert got[offset_id(first, i)].output == proba[i].tolist()
     assert not [d for d in got.values() if "decision.collector.redacted" in d.attributes]
     v = cli("verify", "--data", str(collector.audit_dir))
-    assert v.returncode == 0 and " 0 problems" in v.stdout, v.stdout
+    assert v.returncode == 0 and " 0 problem(s)" in v.stdout, v.stdout
 
 
 def test_strings_and_private_keys_are_masked_numbers_never(collector_factory: Callable[..., CollectorProcess],
