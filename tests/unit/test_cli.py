@@ -107,3 +107,50 @@ def test_a_signed_demo_verifies_with_its_public_key(tmp_path: Path) -> None:
     verified = run(*command[command.index("verify"):]).stdout
     assert "(loan-service-demo): 60 decisions" in verified and verified.count(", closed") == 1
     assert "verified: signed by key" in verified
+
+
+def test_compact_then_query_show_and_verify_read_the_warehouse(demo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(demo, data)
+    before = jsonl("--data", str(data))
+    out = run("compact", "--data", str(data)).stdout
+    assert out.startswith("40 decisions and 80 spans added to ") and (data / "warehouse" / "MANIFEST").exists()
+    assert "0 decisions and 0 spans added" in run("compact", "--data", str(data)).stdout
+    assert jsonl("--data", str(data)) == before
+    assert jsonl("--data", str(data), "--label", "deny") == [r for r in before if r["label"] == "deny"]
+    one = before[7]
+    key = f"input.applicant_id={one['input']['applicant_id']}"
+    assert [r["decision_id"] for r in jsonl("--data", str(data), "--where", key)] == [one["decision_id"]]
+    shown = run("show", one["decision_id"], "--data", str(data)).stdout
+    assert f'"decision_id": "{one["decision_id"]}"' in shown and f"trace {one['trace_id']}: 2 spans" in shown
+    assert "  - predict loan-approval" in shown and "[1 decision]" in shown
+    assert "1 chain(s), 40 decisions, 0 problem(s)" in run("verify", "--data", str(data)).stdout
+    assert "example:" in run("compact", "--help").stdout
+
+
+def test_sql_and_export_over_the_views(demo: Path, tmp_path: Path) -> None:
+    rows = jsonl("--data", str(demo))
+    denied = sorted(r["decision_id"] for r in rows if r["label"] == "deny")
+    out = run("sql", "--data", str(demo), "--format", "jsonl",
+              "SELECT label, count(*) AS n FROM decisions GROUP BY label ORDER BY label").stdout
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"label": lbl, "n": sum(r["label"] == lbl for r in rows)} for lbl in sorted({r["label"] for r in rows})]
+    spans = run("sql", "--data", str(demo), "SELECT count(*) AS n FROM spans").stdout.split()
+    assert spans == ["n", "80"]
+    assert run("sql", "--data", str(demo), "SELECT nope FROM decisions", check=False).returncode == 2
+    for fmt in ("parquet", "csv", "jsonl"):
+        target = tmp_path / f"denied.{fmt}"
+        p = run("export", "--data", str(demo), "--format", fmt, "--out", str(target), "--label", "deny")
+        assert f"{len(denied)} decisions written to {target}" in p.stdout
+        got = run("sql", "--data", str(demo), "--format", "jsonl",
+                  f"SELECT decision_id FROM read_{'csv' if fmt == 'csv' else 'json' if fmt == 'jsonl' else 'parquet'}"
+                  f"('{target}') ORDER BY 1").stdout
+        assert [json.loads(line)["decision_id"] for line in got.splitlines()] == denied
+    key = f"input.applicant_id={rows[3]['input']['applicant_id']}"
+    run("export", "--data", str(demo), "--format", "jsonl", "--out", str(tmp_path / "one.jsonl"), "--where", key)
+    one = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
+    assert [r["decision_id"] for r in one] == [rows[3]["decision_id"]] and one[0]["input"] == rows[3]["input"]
+    for command in ("sql", "export", "report", "compact"):
+        assert "example" in run(command, "--help").stdout

@@ -16,12 +16,12 @@ import sys
 from collections.abc import Sequence
 
 from ..version import __version__
-from . import demo, keygen, pseudonym, query, serve, show, verify
+from . import compact, demo, export, keygen, pseudonym, query, report, serve, show, sql, verify
 from ._args import EXIT_NOTHING, EXIT_USAGE, Parser, UsageError
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (demo, keygen, query, show, verify, serve, pseudonym)
+_COMMANDS = (demo, keygen, query, show, verify, serve, pseudonym, compact, sql, export, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """``decisiontrail query``: find decisions by model, version, label, time, trace and field values, and
 by what happened after (``--effective-label``, ``--reviewed``, ``--has-outcome``); every decision comes
 with its ``effective_label``, latest ``outcome`` and ``reviews`` (store.lifecycle); ``--subject``
-finds the decisions about one subject."""
+finds the decisions about one subject. Reads through the store protocol: the warehouse plus the
+files' tail when one is compacted (filters run in DuckDB), else the files."""
 
 from __future__ import annotations
 
@@ -10,21 +11,25 @@ import sys
 from typing import Any
 
 from ..store.query import TIME_FORMATS, Query
-from ..store.lifecycle import LifecycleIndex
-from ..store.reader import ReadStats, iter_decisions
-from ._args import EXIT_FOUND, EXIT_NOTHING, positive_int, time_arg
+from ._args import EXIT_FOUND, EXIT_NOTHING, UsageError, positive_int, time_arg
 from ._output import PRINTERS
+from ._store import add_store_arguments, decisions_with_lifecycle, store_of
 from .pseudonym import subject_filter
 
-
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "query_of", "add_filter_arguments"]
 
 
 def register(sub: Any) -> None:
     q = sub.add_parser("query", help="find decisions")
-    q.add_argument("--data", required=True, action="append",
-                   help="audit directory or file (embedded store or collector output); repeat it to read "
-                        "several (e.g. every gateway's audit directory) as one store")
+    add_store_arguments(q)
+    add_filter_arguments(q)
+    q.add_argument("--format", choices=tuple(PRINTERS), default="table",
+                   help="table (default; scores rounded for reading), jsonl or csv (full precision)")
+    q.set_defaults(func=run)
+
+
+def add_filter_arguments(q: Any, *, lifecycle: bool = True) -> None:
+    """The filter options (query, export)."""
     q.add_argument("--model", help="model name (model.name), exactly")
     q.add_argument("--version", help="model version (model.version), exactly")
     q.add_argument("--label", help="decided label (decision.label), e.g. deny")
@@ -36,34 +41,34 @@ def register(sub: Any) -> None:
                         "DECISIONTRAIL_HASH_SECRET when set, as the recorder stored it (enduser.pseudo.id)")
     q.add_argument("--where", action="append", metavar="FIELD=VALUE",
                    help="e.g. decision.label=deny, input.income=52000; repeatable (all must match)")
-    q.add_argument("--effective-label", help="label after human review: the latest override's, else the model's")
-    q.add_argument("--reviewed", action=argparse.BooleanOptionalAction, default=None,
-                   help="only decisions with (--no-reviewed: without) a human review")
-    q.add_argument("--has-outcome", action=argparse.BooleanOptionalAction, default=None,
-                   help="only decisions with (--no-has-outcome: without) a recorded outcome")
-    q.add_argument("--limit", type=positive_int, help="print at most this many decisions (1 or more)")
-    q.add_argument("--format", choices=tuple(PRINTERS), default="table",
-                   help="table (default; scores rounded for reading), jsonl or csv (full precision)")
-    q.set_defaults(func=run)
+    if lifecycle:
+        q.add_argument("--effective-label", help="label after human review: the latest override's, else the model's")
+        q.add_argument("--reviewed", action=argparse.BooleanOptionalAction, default=None,
+                       help="only decisions with (--no-reviewed: without) a human review")
+        q.add_argument("--has-outcome", action=argparse.BooleanOptionalAction, default=None,
+                       help="only decisions with (--no-has-outcome: without) a recorded outcome")
+    q.add_argument("--limit", type=positive_int, help="at most this many decisions (1 or more)")
 
 
-def run(args: argparse.Namespace) -> int:
+def query_of(args: argparse.Namespace) -> Query:
+    """The Query of the filter options. Raises UsageError on a malformed ``--where``."""
     where = []
     for item in args.where or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            print(f"decisiontrail query: error: --where takes FIELD=VALUE, not {item!r}", file=sys.stderr)
-            return 2
+            raise UsageError(f"--where takes FIELD=VALUE, not {item!r}")
         where.append((key, value))
     if args.subject is not None:
         where.append(subject_filter(args.subject))
-    q = Query(model=args.model, version=args.version, label=args.label,
-              since_ns=args.since, until_ns=args.until,
-              trace_id=args.trace_id, where=where, limit=args.limit, effective_label=args.effective_label,
-              reviewed=args.reviewed, has_outcome=args.has_outcome)
-    stats = ReadStats()
-    decisions = LifecycleIndex.read(args.data).attach(iter_decisions(args.data, stats))
-    n = PRINTERS[args.format](q.run(decisions), sys.stdout)
-    if stats.bad_lines:
-        print(f"decisiontrail: skipped {stats.bad_lines} unreadable lines", file=sys.stderr)
+    return Query(model=args.model, version=args.version, label=args.label,
+                 since_ns=args.since, until_ns=args.until, trace_id=args.trace_id, where=where, limit=args.limit,
+                 effective_label=getattr(args, "effective_label", None), reviewed=getattr(args, "reviewed", None),
+                 has_outcome=getattr(args, "has_outcome", None))
+
+
+def run(args: argparse.Namespace) -> int:
+    store = store_of(args)
+    n = PRINTERS[args.format](decisions_with_lifecycle(store, query_of(args)), sys.stdout)
+    if store.stats.bad_lines:
+        print(f"decisiontrail: skipped {store.stats.bad_lines} unreadable lines", file=sys.stderr)
     return EXIT_FOUND if n else EXIT_NOTHING

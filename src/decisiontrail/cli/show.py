@@ -16,8 +16,10 @@ from ..conventions import DecisionAttributes as D
 from ..exporters.otlpjson import decode_attributes
 from ..store.lifecycle import NOT_FOUND_HERE, Lifecycle, LifecycleIndex
 from ..store import payloads
-from ..store.reader import DecisionRecord, SpanRecord, iter_decisions, iter_spans
+from ..store.query import Query
+from ..store.reader import DecisionRecord, SpanRecord
 from ._args import EXIT_FOUND, EXIT_NOTHING, EXIT_USAGE, jaeger_problem
+from ._store import add_store_arguments, store_of
 
 
 __all__ = ["register", "run", "span_tree", "timeline"]
@@ -29,7 +31,7 @@ def register(sub: Any) -> None:
                        description="Print one decision (or every decision of a trace), its timeline and the "
                                    "request's span tree.")
     s.add_argument("id", help="a decision id (any row of a batch) or a trace id (32 hex digits)")
-    s.add_argument("--data", action="append", help="audit directory or file; repeatable (one store)")
+    add_store_arguments(s, required=False)
     s.add_argument("--jaeger", help="Jaeger query base URL, e.g. http://127.0.0.1:16686: the whole request "
                                     "trace; if Jaeger cannot be reached, a warning and the local result")
     s.add_argument("--payload", choices=tuple(payloads.FIELDS),
@@ -138,13 +140,17 @@ def run(args: argparse.Namespace) -> int:
     trace_id = ident if is_trace else None
     index = LifecycleIndex()
     if args.data:
-        index = LifecycleIndex.read(args.data)
-        decisions = [d for d in iter_decisions(args.data)
-                     if (d.trace_id == ident if is_trace else d.decision_id == args.id.strip())]
+        source = store_of(args)
+        index = LifecycleIndex(source.records())
+        if is_trace:
+            decisions = list(source.decisions(Query(trace_id=ident)))
+        else:
+            found = source.decision(args.id.strip())
+            decisions = [found] if found is not None else []
         if decisions:
             trace_id = decisions[0].trace_id
         if trace_id:
-            spans = [s for s in iter_spans(args.data) if s.trace_id == trace_id]
+            spans = source.trace(trace_id)
     if args.jaeger:
         from ..store import jaeger
 

@@ -18,9 +18,9 @@ from ..errors import ConfigurationError
 from ..signing import Verifier, load_verifier
 from ..store import payloads
 from ..store.lifecycle import NOT_FOUND_HERE
-from ..store.reader import ReadStats, iter_spans
 from ..verification import audit_events, verify_records
 from ._args import UsageError
+from ._store import add_store_arguments, store_of
 
 __all__ = ["register", "run"]
 
@@ -30,9 +30,7 @@ def register(sub: Any) -> None:
                        description="Check the hash chains, signed checkpoints and anchors of a store: exit 0 "
                                    "when every chain checks (one summary line each), 1 when any problem is "
                                    "found or there is nothing to verify.")
-    v.add_argument("--data", required=True, action="append",
-                   help="audit directory or file; repeat it to verify several directories as one store "
-                        "(a chain may span gateways)")
+    add_store_arguments(v)
     v.add_argument("--public-key", action="append", default=[], metavar="PATH",
                    help="a key that may have signed the checkpoints (decisiontrail.pub, or the HMAC key "
                         "file); repeat it for keys that rotated")
@@ -54,14 +52,15 @@ def run(args: argparse.Namespace) -> int:
             verifiers[v.key_id] = v
     anchors = None
     if args.anchors:
-        store = AnchorStore(args.anchors)
-        if not store.directory.is_dir():
+        anchor_store = AnchorStore(args.anchors)
+        if not anchor_store.directory.is_dir():
             print(f"decisiontrail verify: no anchor store at {args.anchors}", file=sys.stderr)
             return 2
-        anchors = [(str(p), text) for p, text in store.notes()]
-    stats = ReadStats()
+        anchors = [(str(p), text) for p, text in anchor_store.notes()]
     try:
-        events = list(audit_events(iter_spans(args.data, stats)))
+        store = store_of(args)
+        stats = store.stats
+        events = list(audit_events(store.audit_spans()))
     except FileNotFoundError as exc:  # a mistyped path: a usage error (exit 2), saying so
         raise UsageError(f"nothing to verify: {exc}") from exc
     report = verify_records(events, verifiers, anchors)
