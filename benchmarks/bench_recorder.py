@@ -9,7 +9,9 @@
 (d) one JSON line through ``logging`` to a file: what a list-of-dicts logger does;
 (e) encoding only, a typical 10-field input, as the recorder does it (``FieldEncoder``);
 (f) encoding only, the same input through the encoder before structure-aware bounding
-    (``canonical_json``, unchanged code, then the cut at ``max_chars``): (e)/(f) is the bounding's cost.
+    (``canonical_json``, unchanged code, then the cut at ``max_chars``): (e)/(f) is the bounding's cost;
+(g) ``record_outcome`` of a past decision (its own ``record outcome`` span, linked to the decision's);
+(h) ``record_review`` (an override with a label and a rationale, on its own linked span).
 
 All OTel variants share one TracerProvider and the DecisionSpanProcessor with an exporter that
 discards, so the figures are the producer's cost. Each round runs every variant for n decisions in
@@ -83,6 +85,16 @@ def main() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 
+    past = decisiontrail.record_decision("loan", INPUT, OUTPUT, version="1", label="approve", score=0.81)
+    link = {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331"}
+
+    def outcome() -> None:
+        decisiontrail.record_outcome(past, "repaid", source="core-banking", **link)
+
+    def review() -> None:
+        decisiontrail.record_review(past, reviewer="u-4711", action="override", label="deny",
+                                    rationale="income not verified", **link)
+
     def log_line() -> None:
         logger.info(json.dumps({"model": "loan", "version": "1", "input": INPUT, "output": OUTPUT,
                                 "timestamp": time.time()}))
@@ -122,7 +134,8 @@ def main() -> None:
     variants = {"(a) raw span + add_event": (raw, None), "(b) @audited": (audited, None),
                 "(c) record_decision onto span": (onto_span, True), "(d) logging JSON line": (log_line, None),
                 "(e) encode 10 fields (bounded)": (encode_after, None),
-                "(f) encode 10 fields (before)": (encode_before, None)}
+                "(f) encode 10 fields (before)": (encode_before, None),
+                "(g) record_outcome": (outcome, None), "(h) record_review": (review, None)}
     results: dict[str, list[float]] = {k: [] for k in variants}
     for name, (fn, around) in variants.items():  # warm-up
         timed(fn, 1000, around)
@@ -131,7 +144,7 @@ def main() -> None:
             results[name].append(timed(fn, args.n, around))
     base = statistics.median(results["(a) raw span + add_event"])
     print(f"python {sys.version.split()[0]}, n={args.n} x {args.rounds} rounds, medians")
-    print(f"{'variant':34} {'µs/decision':>12} {'ratio to (a)':>13}")
+    print(f"{'variant':34} {'µs/record':>12} {'ratio to (a)':>13}")
     for name, values in results.items():
         m = statistics.median(values)
         print(f"{name:34} {m:12.2f} {m / base:13.2f}")
