@@ -23,11 +23,12 @@ read side says "refers to a decision not found here"); a call that is plainly wr
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.trace import Link, SpanContext, TraceFlags
 
+from . import stats
 from .conventions import OUTCOME_EVENT, REVIEW_ACTIONS, REVIEW_EVENT
 from .conventions import DecisionAttributes as D
 from .conventions import LifecycleAttributes as L
@@ -42,6 +43,7 @@ __all__ = ["record_outcome", "record_review", "OUTCOME_SPAN", "REVIEW_SPAN"]
 
 OUTCOME_SPAN = "record outcome"
 REVIEW_SPAN = "record review"
+_Build = Callable[[dict[str, Any], list[str], list[str]], None]  # (attributes, truncated, redacted)
 
 
 def record_outcome(decision_id: str, outcome: Any, *, observed_at: Any = None, source: str | None = None,
@@ -105,7 +107,7 @@ def record_review(decision_id: str, *, reviewer: str, action: str, label: Any = 
     return _record(rec, REVIEW_EVENT, REVIEW_SPAN, decision_id, build, attributes, link)
 
 
-def _record(rec: Recorder, event: str, span_name: str, decision_id: str, build: Any,
+def _record(rec: Recorder, event: str, span_name: str, decision_id: str, build: _Build,
             attributes: Mapping[str, AttributeValue] | None, link: Link | None) -> str:
     record_id = new_decision_id()
     attrs: dict[str, Any] = {D.ID: decision_id, L.RECORD_ID: record_id}
@@ -136,8 +138,6 @@ def _record(rec: Recorder, event: str, span_name: str, decision_id: str, build: 
 
 
 def _failed(rec: Recorder, record_id: str, decision_id: str, exc: Exception) -> dict[str, Any]:
-    from . import stats
-
     stats.add("recording_errors")
     if rec.settings.fail_closed:
         raise RecordingError(f"record {record_id} of decision {decision_id} could not be built: {exc!r}") from exc
