@@ -22,8 +22,8 @@ class WebStore:
     hostile_id: str
 
 
-def make_store(path: Path, n: int = 12) -> WebStore:
-    cfg = decisiontrail.configure(path=path, set_global=False, service_name="loan-service")
+def make_store(path: Path, n: int = 12, signing_key: Path | None = None) -> WebStore:
+    cfg = decisiontrail.configure(path=path, set_global=False, service_name="loan-service", signing_key=signing_key)
     tracer = cfg.tracer_provider.get_tracer("tests.web")
     ids = []
     for i in range(n):

@@ -144,3 +144,20 @@ def test_override_changes_the_effective_label_and_keeps_the_original(browser: Br
     page.goto(f"{url}/?effective_label=approve&label=deny")
     assert page.locator("a.decision-link").count() == 1
     assert page.inner_text("td.effective") == "approve"
+
+
+def test_report_page_draws_its_charts(browser: Browser, served: tuple[str, WebStore]) -> None:
+    url, _ = served
+    page, dialogs = new_page(browser)
+    page.goto(url + "/")
+    page.fill("input[name=model]", "loan-approval")
+    page.click("button[formaction]")  # the search form's Report button: the same filters
+    assert "/report?" in page.url and "model=loan-approval" in page.url
+    charts = page.locator("svg")
+    assert charts.count() >= 3
+    box = charts.first.bounding_box()
+    assert box is not None and box["width"] > 200 and box["height"] > 100
+    png = charts.first.screenshot()
+    colours = Image.open(io.BytesIO(png)).convert("RGB").getcolors(1 << 24) or []
+    assert len(colours) > 20, "the chart drew more than a blank box"
+    assert dialogs == []

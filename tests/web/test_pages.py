@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from decisiontrail.cli import main as cli
+from decisiontrail.signing import load_verifier
 from decisiontrail.web import create_app
+from decisiontrail.web.integrity import IntegrityIndex
+from decisiontrail.web.source import DecisionSource
 
-from .conftest import HOSTILE, WebStore
+from .conftest import HOSTILE, WebStore, make_store
 
 
 class FakeRecorder:
@@ -115,3 +119,50 @@ def test_review_with_token_records_and_redirects(web_store: WebStore) -> None:
     assert kwargs["rationale"] == "docs ok" and len(kwargs["trace_id"]) == 32
     assert drained == [1]
     assert "review review-1 recorded" in c.get(url).get_data(as_text=True)
+
+
+def _verdict_html(store: WebStore, decision_id: str, verifiers: Any = None) -> str:
+    src = DecisionSource([store.path])
+    checks = IntegrityIndex(src.open, verifiers)
+    checks.refresh()
+    assert checks.wait(60)
+    app = create_app([store.path], source=src, integrity=checks)
+    html = app.test_client().get(f"/decisions/{decision_id}").get_data(as_text=True)
+    m = re.search(r'<div class="verdict verdict-(\w+)" id="integrity">(.*?)</div>', html, re.S)
+    assert m, "the decision page has an integrity verdict"
+    return m.group(1) + " " + re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", m.group(2)))
+
+
+def test_integrity_verdict_signed_intact_then_tampered(tmp_path: Any) -> None:
+    assert cli(["keygen", "--out", str(tmp_path / "keys")]) == 0
+    store = make_store(tmp_path / "store", n=6, signing_key=tmp_path / "keys" / "decisiontrail.key")
+    keys = {v.key_id: v for v in [load_verifier(tmp_path / "keys" / "decisiontrail.pub")]}
+    verdict = _verdict_html(store, store.ids[2], keys)
+    assert verdict.startswith("intact") and "position 3" in verdict
+    assert re.search(r"signed by the checkpoint at position \d+, key \S+", verdict), verdict
+    unchecked = _verdict_html(store, store.ids[2])
+    assert unchecked.startswith("intact") and "signatures not checked" in unchecked
+    # Someone who can write the files changes a label: the page says so.
+    (f,) = [p for p in store.path.rglob("*.jsonl")]
+    text = f.read_text()
+    assert text.count('"stringValue":"deny"') >= 1
+    f.write_text(text.replace('"stringValue":"deny"', '"stringValue":"approve"', 1))
+    tampered = _verdict_html(store, store.ids[2], keys)
+    assert tampered.startswith("tampered"), tampered
+
+
+def test_report_page_draws_the_charts_for_the_filter(web_store: WebStore) -> None:
+    resp = client(web_store).get("/report?label=deny")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and html.count("<svg") >= 3
+    assert "label deny" in html and "script-src" not in resp.headers["Content-Security-Policy"]
+    assert "<script" not in html
+
+
+def test_search_through_the_warehouse(web_store: WebStore) -> None:
+    assert cli(["compact", "--data", str(web_store.path)]) == 0
+    assert (web_store.path / "warehouse").is_dir()
+    c = client(web_store, page_size=5)
+    assert c.get("/?label=deny").get_data(as_text=True).count('class="decision-link"') == 4
+    assert web_store.ids[5] in c.get("/?offset=5").get_data(as_text=True)
+    assert "&#34;income&#34;: 43000" in c.get(f"/decisions/{web_store.ids[3]}").get_data(as_text=True)

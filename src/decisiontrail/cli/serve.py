@@ -30,7 +30,11 @@ def register(sub: Any) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     s.add_argument("--jaeger", help="Jaeger query URL for request traces, e.g. http://127.0.0.1:16686")
+    s.add_argument("--warehouse", metavar="PATH", help="compacted warehouse (default DATA/warehouse, when built)")
     s.add_argument("--token", help=f"review token (default: ${TOKEN_ENV}); without one, no reviews")
+    s.add_argument("--public-key", action="append", default=[], metavar="PATH",
+                   help="a key that may have signed the checkpoints, for the integrity verdicts; repeatable")
+    s.add_argument("--anchors", metavar="DIR", help="the anchor store, for the integrity verdicts")
     s.set_defaults(func=run)
 
 
@@ -50,10 +54,16 @@ def run(args: argparse.Namespace) -> int:
         config = decisiontrail.configure(path=args.data[0], service_name="decisiontrail-serve")
         recorder = getattr(decisiontrail, "record_review", None)
         after = config.drain
+    from ..anchors import AnchorStore
+    from ..signing import load_verifier
+    from ..web.integrity import IntegrityIndex
     from ..web.source import DecisionSource
 
-    app = create_app(args.data, token=token, recorder=recorder, after_review=after,
-                     source=DecisionSource(args.data, jaeger=args.jaeger))
+    source = DecisionSource(args.data, jaeger=args.jaeger, warehouse=args.warehouse)
+    verifiers = {v.key_id: v for v in map(load_verifier, args.public_key)} if args.public_key else None
+    anchors = [(str(p), t) for p, t in AnchorStore(args.anchors).notes()] if args.anchors else None
+    app = create_app(args.data, token=token, recorder=recorder, after_review=after, source=source,
+                     integrity=IntegrityIndex(source.open, verifiers, anchors))
     server = make_server(args.host, args.port, app, threaded=True)
     print(f"decisiontrail serve: http://{args.host}:{server.server_port}/ "
           f"({'reviews on' if recorder else 'read-only'})", flush=True)

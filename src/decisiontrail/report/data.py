@@ -46,7 +46,9 @@ def _version(model: str, version: str | None) -> str:
 def collect(con: Any, where: str = "true", params: list[Any] | None = None) -> ReportData:
     """Aggregate the decisions matching ``where`` (SQL over ``decisions``) and their spans."""
     params = params or []
-    con.execute(f"CREATE OR REPLACE TEMP VIEW base AS SELECT * FROM decisions WHERE {where}", params)
+    # A table, not a view: DuckDB takes no prepared parameters in a view's definition (the filter's
+    # values arrive as parameters), and every chart below reads the filtered set again.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE base AS SELECT * FROM decisions WHERE {where}", params)
     r = ReportData()
     total, first, last = con.execute(
         "SELECT count(*), strftime(min(time), '%Y-%m-%d %H:%M UTC'), strftime(max(time), '%Y-%m-%d %H:%M UTC') "

@@ -18,14 +18,15 @@ a trace's spans, the outcome and review records, and the spans as recorded (veri
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from .lifecycle import LifecycleRecord
+from .lifecycle import LifecycleIndex, LifecycleRecord
 from .query import Query
 from .reader import DecisionRecord, ReadStats, SpanRecord
 
-__all__ = ["DecisionStore", "open_store", "paths_of"]
+__all__ = ["DecisionStore", "open_store", "paths_of", "decisions_with_lifecycle"]
 
 
 @runtime_checkable
@@ -85,3 +86,19 @@ def open_store(data: str | Path | Sequence[str | Path], warehouse: str | Path | 
         if not p.exists():
             raise FileNotFoundError(f"no audit data at {p}")
     return WarehouseStore(paths, wh)
+
+
+_LIFECYCLE_FIELDS = frozenset({"effective_label", "outcome", "reviews"})
+
+
+def decisions_with_lifecycle(store: DecisionStore, query: Query) -> Iterator[DecisionRecord]:
+    """The decisions ``query`` selects, each with its outcomes and reviews joined (``lifecycle``). The
+    store runs the decision filters; the lifecycle filters (``--where outcome=...`` included) and then
+    the limit apply after the join."""
+    index = LifecycleIndex(store.records())
+    later = [(k, v) for k, v in query.where if k.partition(".")[0] in _LIFECYCLE_FIELDS]
+    if not query.needs_lifecycle and not later:
+        return index.attach(store.decisions(query))
+    inner = replace(query, effective_label=None, reviewed=None, has_outcome=None, limit=None,
+                    where=[w for w in query.where if w not in later])
+    return query.run(index.attach(store.decisions(inner)))

@@ -13,7 +13,9 @@ from flask import Flask, abort, flash, redirect, render_template, request, url_f
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFProtect
 
+from ..store.protocol import open_store
 from ..store.query import parse_time
+from .integrity import IntegrityIndex
 from .source import DecisionSource, Filters
 from .views import decisions_on, pretty, waterfall
 
@@ -26,26 +28,31 @@ _FILTER_FIELDS = ("model", "version", "label", "effective_label", "since", "unti
 # it; on top of that the page runs no script at all, so a markup that slipped through still cannot.
 _CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
         "base-uri 'none'; frame-ancestors 'none'")
+# The report is the self-contained page of `decisiontrail report` (inline CSS and SVG charts).
+_REPORT_CSP = _CSP.replace("style-src 'self'", "style-src 'unsafe-inline'")
 
 
 def create_app(data: Sequence[str | Path], *, token: str | None = None, page_size: int = 50,
                recorder: Callable[..., str] | None = None, after_review: Callable[[], Any] | None = None,
-               source: DecisionSource | None = None) -> Flask:
+               source: DecisionSource | None = None, integrity: IntegrityIndex | None = None) -> Flask:
     """The app over the audit store ``data``.
 
     ``token``: the review token; without one the review endpoint does not exist. ``recorder``: what
     records a review (``decisiontrail.record_review``); ``after_review``: called after recording,
-    e.g. ``Configuration.drain`` so the record is in the store when the page reloads.
+    e.g. ``Configuration.drain`` so the record is in the store when the page reloads. ``integrity``:
+    the background verification behind each decision's verdict (one over ``data`` by default).
     """
     app = Flask(__name__)
     app.config.update(SECRET_KEY=os.urandom(32), WTF_CSRF_TIME_LIMIT=None, MAX_CONTENT_LENGTH=64 * 1024)
     CSRFProtect(app)
     src = source or DecisionSource(data)
+    checks = integrity or IntegrityIndex(src.open)
+    checks.refresh()
     writable = bool(token) and recorder is not None
 
     @app.after_request
     def _headers(resp: Any) -> Any:
-        resp.headers["Content-Security-Policy"] = _CSP
+        resp.headers["Content-Security-Policy"] = _REPORT_CSP if request.endpoint == "report" else _CSP
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["Referrer-Policy"] = "no-referrer"
         return resp
@@ -100,6 +107,7 @@ def create_app(data: Sequence[str | Path], *, token: str | None = None, page_siz
         spans, spans_from = src.spans(d.trace_id)
         return render_template("decision.html", d=d, life=life, effective_label=life.effective_label(d.label),
                                flat=d.to_dict(), rows=waterfall(spans, d.span_id), spans_from=spans_from,
+                               verdict=checks.verdict(d),
                                writable=writable, actions=REVIEW_ACTIONS, decisions_on=decisions_on)
 
     if writable:
@@ -124,8 +132,26 @@ def create_app(data: Sequence[str | Path], *, token: str | None = None, page_siz
                                  trace_id=d.trace_id, span_id=d.span_id)
             if after_review is not None:
                 after_review()
+            checks.refresh()
             flash(f"review {record_id} recorded")
             return redirect(url_for("decision", decision_id=decision_id), code=303)
+
+    @app.get("/report")
+    def report() -> ResponseReturnValue:
+        """The charts of ``decisiontrail report`` for the filtered set (extra ``report``)."""
+        filters, error = filters_from_args()
+        if error is not None:
+            abort(400, error)
+        try:
+            from ..report import collect, render
+            from ..store.warehouse.filters import where_sql
+        except ImportError as exc:
+            abort(404, f"the report needs: pip install 'decisiontrail[report]' ({exc})")
+        store = open_store(src.data, src.warehouse, use_warehouse=True)
+        where, params = where_sql(filters.query())
+        data = collect(store.connection(), where, params)  # type: ignore[attr-defined]
+        scope = ", ".join(f"{k} {v}" for k, v in vars(filters).items() if v) or "all decisions"
+        return render(data, title="Decision report", scope=scope)
 
     @app.errorhandler(400)
     @app.errorhandler(403)

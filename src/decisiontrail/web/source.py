@@ -1,7 +1,8 @@
 """What the pages read: decisions by filter (paged), one decision, a trace's spans.
 
-One small adapter over the read side (``decisiontrail.store``), so the views never know whether the
-records come from the raw audit files, the warehouse or Jaeger.
+One small adapter over the read side's store protocol (``decisiontrail.store.protocol``): the
+warehouse with the files' tail when one was compacted, else the files, and Jaeger for traces. A
+store is opened per request: DuckDB connections are not shared between the server's threads.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store.lifecycle import Lifecycle, LifecycleIndex
+from ..store.protocol import DecisionStore, decisions_with_lifecycle, open_store
 from ..store.query import Query, parse_time
-from ..store.reader import DecisionRecord, SpanRecord, iter_decisions, iter_spans
+from ..store.reader import DecisionRecord, SpanRecord
 
 __all__ = ["Filters", "Page", "DecisionSource"]
 
@@ -52,24 +54,28 @@ class DecisionSource:
     """``data``: the audit directories, read as one store; ``jaeger``: a Jaeger query URL whose
     trace, when it has one, replaces the stored spans of a decision's request."""
 
-    def __init__(self, data: Sequence[str | Path], jaeger: str | None = None) -> None:
+    def __init__(self, data: Sequence[str | Path], jaeger: str | None = None,
+                 warehouse: str | Path | None = None) -> None:
         self.data = list(data)
         self.jaeger = jaeger
-        self.warnings: list[str] = []
+        self.warehouse = warehouse
+
+    def open(self) -> DecisionStore:
+        return open_store(self.data, self.warehouse)
 
     def search(self, filters: Filters, offset: int, limit: int) -> Page:
         """One page of matches, each decision with its ``lifecycle`` (effective label, reviews)."""
-        decisions = LifecycleIndex.read(self.data).attach(iter_decisions(self.data))
-        matches = filters.query().run(decisions)
+        matches = decisions_with_lifecycle(self.open(), filters.query(limit=offset + limit + 1))
         rows = list(itertools.islice(matches, offset, offset + limit + 1))
         return Page(rows=rows[:limit], offset=offset, has_more=len(rows) > limit)
 
     def decision(self, decision_id: str) -> tuple[DecisionRecord, Lifecycle] | None:
         """The decision and what was recorded about it later (reviews, outcomes)."""
-        d = next(Query(decision_id=decision_id).run(iter_decisions(self.data)), None)
+        store = self.open()
+        d = store.decision(decision_id)
         if d is None:
             return None
-        return d, LifecycleIndex.read(self.data).of(decision_id)
+        return d, LifecycleIndex(r for r in store.records() if r.decision_id == decision_id).of(decision_id)
 
     def spans(self, trace_id: str) -> tuple[list[SpanRecord], str]:
         """The trace's spans and where they came from (``"jaeger"`` or ``"store"``)."""
@@ -82,4 +88,4 @@ class DecisionSource:
                     return spans, "jaeger"
             except Exception:  # Jaeger down or without the trace: the stored spans still tell
                 pass
-        return [s for s in iter_spans(self.data) if s.trace_id == trace_id], "store"
+        return self.open().trace(trace_id), "store"
