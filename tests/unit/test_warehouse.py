@@ -216,3 +216,20 @@ def test_outcomes_and_reviews_read_through_the_warehouse_as_through_the_files(
         through_files, through_warehouse = out(files, *args), out(recorded.path, *args)
         assert through_warehouse == through_files, args
     assert "3 decisions, 5 outcome/review records, 0 problem(s)" in out(recorded.path, "verify")[1]
+
+
+def test_the_web_pages_read_through_the_warehouse_as_through_the_files(data: Path, tmp_path: Path) -> None:
+    from decisiontrail.web.source import DecisionSource, Filters
+
+    files = tmp_path / "files"
+    shutil.copytree(data, files)
+    compact([data])
+    by_files, by_warehouse = DecisionSource([files]), DecisionSource([data])
+    for filters in (Filters(), Filters(label="deny", version="2"), Filters(where=(("input.income", "7000"),))):
+        got = by_warehouse.search(filters, 0, 500)
+        expected = by_files.search(filters, 0, 500)
+        assert sorted(r.decision_id for r in got.rows) == sorted(r.decision_id for r in expected.rows) != []
+    one = expected.rows[0]
+    found, through_files = by_warehouse.decision(one.decision_id), by_files.decision(one.decision_id)
+    assert found is not None and through_files is not None and found[0].to_dict() == through_files[0].to_dict()
+    assert [s.span_id for s in by_warehouse.spans(one.trace_id)[0]] == [s.span_id for s in by_files.spans(one.trace_id)[0]]
