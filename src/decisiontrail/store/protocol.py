@@ -1,7 +1,8 @@
 """The read side's one interface: every command reads decisions through a :class:`DecisionStore`.
 
 Like Jaeger's storage reader (``tracestore.Reader``), it is small: decisions by filter, one decision,
-a trace's spans, the outcome and review records, and the spans as recorded (verify's source). Three implementations:
+a trace's spans, the outcome and review records, and the spans as recorded (verify's source).
+Implementations:
 
 - :class:`~decisiontrail.store.files.FileStore`: a linear scan of the OTLP-JSON audit files (the
   embedded store or the collector's, plain, rotated, zstd), what every reader did before the
@@ -9,7 +10,8 @@ a trace's spans, the outcome and review records, and the spans as recorded (veri
 - :class:`~decisiontrail.store.warehouse.WarehouseStore`: the compacted Parquet warehouse in DuckDB,
   plus the not-yet-compacted tail of the same files, so a decision is visible as soon as it is in a
   file;
-- :class:`~decisiontrail.store.jaeger.JaegerStore`: Jaeger's query API (one decision, a trace).
+- Jaeger's query API (:mod:`.jaeger`) answers ``show --jaeger`` (a trace, a decision by id); it has
+  the protocol's shape for those two calls but is not wrapped in it yet.
 
 :func:`open_store` picks the files or the warehouse for ``--data`` directories. Storage specifics
 (file layouts, SQL) stay inside each backend's module.
