@@ -81,7 +81,7 @@ def test_every_hostile_value_encodes_to_valid_json_within_the_cap(name: str, cap
     enc = encode(value, max_chars=cap)
     strict(enc.text)
     assert len(enc.text) <= cap
-    assert enc.truncated or name == "deep nesting"  # cut at max_depth by the canonical form itself
+    assert enc.truncated
     assert enc.full_hash == sha256_hex(canonical_json(value)) or name == "cycle with a big leaf"
 
 
@@ -95,11 +95,12 @@ def test_every_hostile_value_is_recorded_as_valid_json(store: Store, name: str) 
         text = d.attributes[key]
         strict(text)
         assert len(text) <= CAP
-    if name == "deep nesting":  # cut at max_depth by the canonical form: small enough to keep whole
-        return
     assert {p.split(".")[0].split("[")[0] for p in d.attributes[D.TRUNCATED]} == {"input", "output", "explanation"}
     for key in (D.INPUT_HASH, D.OUTPUT_HASH, D.EXPLANATION_HASH):
         assert d.attributes[key].startswith("sha256:")
+    if name == "deep nesting":  # cut at max_depth by the canonical form, which says where
+        assert d.attributes[D.INPUT_HASH] == sha256_hex(d.attributes[D.INPUT])
+        assert f"input{'[0]' * 32}" in d.attributes[D.TRUNCATED]
     assert stats.snapshot()["recording_errors"] == 0
 
 

@@ -21,7 +21,8 @@ set, frozenset                         list sorted by each element's canonical t
 tuple                                  list
 non-string dict keys                   their canonical text (``1`` -> ``"1"``, ``(1, 2)`` -> ``"[1,2]"``)
 cycle                                  the string ``"<cycle>"``
-nesting deeper than ``max_depth``      the string ``"<max depth>"`` (where the fast encoder cannot go)
+nesting deeper than ``max_depth``      the string ``"<max depth>"`` (where the fast encoder cannot go),
+                                       its path in ``decision.truncated``
 anything else                          ``"<TypeName: repr>"`` (repr cut to 200 characters), or
                                        ``"<TypeName>"`` when its ``__repr__`` raises
 =====================================  ==========================================================

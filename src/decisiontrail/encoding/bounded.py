@@ -14,6 +14,7 @@ spotted by their size before any text is made, and formatted once, for their has
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable, NamedTuple
 
@@ -125,6 +126,20 @@ def _describe(o: Any) -> dict[str, Any]:
         return {MARKER: type(o).__name__}
 
 
+_DEPTH_CUT = '"<max depth>"'
+
+
+def _depth_cuts(value: Any, path: str) -> list[str]:
+    """Paths of the ``"<max depth>"`` strings in a (short) stored summary."""
+    if value == _DEPTH_CUT[1:-1]:
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _depth_cuts(v, field_path(path, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _depth_cuts(v, field_path(path, i))]
+    return []
+
+
 class FieldEncoder:
     """Encodes fields under one cap: ``encoder.encode(value, "input")`` (or ``encoder(...)``) is the
     canonical text when it fits, else a :class:`Bounded` summary. Thread-safe (no state between calls)."""
@@ -163,11 +178,13 @@ class FieldEncoder:
     def _bound(self, value: Any, text: str | None, name: str) -> str | Bounded:
         cut: list[str] = []
         summary, full = self._node(value, text, name, 0, self.max_chars, set(), cut)
-        if not cut:  # it fit after all (the careful path made it short), or it is whole
-            return full
         if len(summary) > self.max_chars:  # a container of many members each needing a marker
             cut = []
             summary = self._marker(value, full, name, self.max_chars, cut)
+        if text is None and _DEPTH_CUT in summary:  # the careful path cut nesting at max_depth: say where
+            cut += _depth_cuts(json.loads(summary), name)
+        if not cut:  # it fit after all (the careful path made it short)
+            return full
         return Bounded(summary, full, tuple(cut))
 
     def _text(self, o: Any, depth: int) -> str:
