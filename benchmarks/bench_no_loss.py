@@ -14,6 +14,9 @@ the loop goes (faster than a Python OTLP exporter sends). Variants, each with it
   no-loss on              DecisionSpanProcessor as configure() sets it up: backpressure, spool
   no-loss signed          the same with signed checkpoints (Ed25519, every 1000 decisions, the
                           default) appended to an anchor store: what tamper evidence costs
+  no-loss sync            no-loss on with durability="sync": each decision fsynced to the spool
+                          before record_decision returns, delivered by the replay thread (its
+                          "flush" waits for the spool to be delivered: drain())
 
 Per variant (median over rounds): the producer's time per decision (the loop, i.e. what inference
 pays, backpressure included), its overhead over "predict only", decisions recorded per second and
@@ -52,7 +55,7 @@ from decisiontrail.store import iter_decisions
 
 from _collector import running_collector  # benchmarks/_collector.py
 
-VARIANTS = ("predict only", "stock BSP (defaults)", "no-loss off", "no-loss on", "no-loss signed")
+VARIANTS = ("predict only", "stock BSP (defaults)", "no-loss off", "no-loss on", "no-loss signed", "no-loss sync")
 
 
 def setup(variant: str, service: str, endpoint: str, spool: Path) -> tuple[Callable[[], bool], Callable[[], None]]:
@@ -71,6 +74,10 @@ def setup(variant: str, service: str, endpoint: str, spool: Path) -> tuple[Calla
         provider.add_span_processor(bsp)
         set_recorder(Recorder(RecorderSettings(), tracer_provider=provider))
         return (lambda: bsp.force_flush(600_000)), provider.shutdown
+    if variant == "no-loss sync":
+        cfg = decisiontrail.configure(endpoint=endpoint, service_name=service, set_global=False, spool_dir=spool,
+                                      durability="sync")
+        return (lambda: cfg.drain(600_000)), cfg.shutdown
     lossy = variant == "no-loss off"
     cfg = decisiontrail.configure(endpoint=endpoint, service_name=service, set_global=False,
                                   spool_dir=False if lossy else spool, on_full="drop" if lossy else None)
@@ -132,7 +139,7 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
                 service = f"bench-{variants.index(variant)}-{r}"
                 services[service] = variant
                 stats.reset()
-                flush, close = setup(variant, service, endpoint, work / f"spool-{r}")
+                flush, close = setup(variant, service, endpoint, work / f"spool-{r}-{variants.index(variant)}")
                 t0, c0 = time.perf_counter(), time.process_time()
                 for i in range(args.n):
                     record_decision("credit", rows[i & 255], int(clf.predict(rows[i & 255])[0]))

@@ -29,18 +29,19 @@ variables) are read by the default recorder from the environment in any case.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from .config import DEFAULT_PATH, _default_spool, _env_sampler, build_processor
-from .exporters.factory import fast_equivalent
+from .exporters.factory import fast_equivalent, otlp_exporter
 from .exporters.file import FileSpanExporter
 from .processing import DecisionSpanProcessor
 from .sampling import AuditSampler
@@ -60,16 +61,28 @@ class ProcessorFactory:
     def __call__(self, exporter: SpanExporter) -> DecisionSpanProcessor:
         name = type(exporter).__name__  # names the spool of a second exporter: stable across the swap
         fast = fast_equivalent(exporter)  # the SDK's OTLP exporter, as decisiontrail's fast one
+        protocol = None
         if fast is not None:
+            protocol = "grpc" if ".grpc." in type(exporter).__module__ else "http/protobuf"
             exporter.shutdown()
             exporter = fast
         # The SDK builds its resource from the same variables; it does not pass it here.
         resource = self.resource or Resource.create()
         base = Path(os.environ.get("DECISIONTRAIL_SPOOL_DIR") or _default_spool(exporter, resource))
         where = base if not self.processors else base / re.sub(r"\W+", "_", name)
-        processor = build_processor(exporter, resource, spool_dir=where)
+        processor = build_processor(exporter, resource, spool_dir=where, exporter_factory=_remake(exporter, protocol))
         self.processors.append(processor)
         return processor
+
+
+def _remake(exporter: SpanExporter, protocol: str | None) -> Callable[[], SpanExporter] | None:
+    """How a forked child makes its own exporter: an OTLP exporter is built from the environment
+    again (a new gRPC channel, never the parent's); None for others (the child keeps the object)."""
+    if protocol is not None:
+        return functools.partial(otlp_exporter, protocol)
+    if type(exporter).__module__.startswith("opentelemetry.exporter.otlp."):
+        return type(exporter)
+    return None
 
 
 def _traces_exporter_configured() -> bool:

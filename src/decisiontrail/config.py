@@ -25,7 +25,11 @@ Resolution of each setting: argument > environment variable > default.
   set the processor's queue, batch and delay. The spool's leftovers from earlier processes are replayed from configure() on.
   ``dead_letter_dir`` > ``DECISIONTRAIL_DEAD_LETTER_DIR`` > ``<spool_dir>/dead-letter``: where what the
   receiver rejects for good is kept (deadletter.py); without a spool and without one, such decisions
-  count as lost.
+  count as lost. ``durability`` (``async`` or ``sync``) > ``DECISIONTRAIL_DURABILITY`` > ``async``: with
+  ``sync`` each decision is in the spool, fsynced, before the recording call returns (its own span,
+  written at its end), and the replayer delivers it. ``DECISIONTRAIL_SPOOL_SEGMENT_MS`` (2000): the
+  age at which the segment being written becomes replayable. After a fork, an OTLP exporter made here
+  is made again in the child (a new gRPC channel).
 - Trust (docs/trust.md): ``signing_key`` (a key file, its text, or a Signer) >
   ``DECISIONTRAIL_SIGNING_KEY`` > none; ``anchors`` (a directory) > ``DECISIONTRAIL_ANCHORS`` > none.
   With either, the chain gets a checkpoint every ``checkpoint_every`` > ``DECISIONTRAIL_CHECKPOINT_EVERY``
@@ -40,12 +44,13 @@ exporter are added to it and its sampler is wrapped, instead of creating a provi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -65,7 +70,7 @@ from .errors import ConfigurationError
 from .exporters.factory import PROTOCOLS, otlp_exporter, use_fast
 from .exporters.file import FileSpanExporter
 from .models import default_version
-from .processing import ON_FULL_POLICIES, DecisionSpanProcessor
+from .processing import DURABILITY_MODES, ON_FULL_POLICIES, DecisionSpanProcessor
 from .recorder import Recorder, RecorderSettings, set_recorder
 from .redaction import RedactionPolicy
 from .sampling import AuditSampler
@@ -190,6 +195,10 @@ def _chain_stage(chain: bool, resource: Resource, signing_key: SigningKey | None
     return ChainStage(HashChain(), checkpointer, resource)
 
 
+def _anchored(factory: Callable[[], SpanExporter], store: AnchorStore) -> SpanExporter:
+    return AnchoringExporter(factory(), store)
+
+
 def build_processor(
     exporter: SpanExporter,
     resource: Resource,
@@ -205,6 +214,8 @@ def build_processor(
     checkpoint_seconds: float | None = None,
     processor_options: dict[str, Any] | None = None,
     dead_letter_dir: str | os.PathLike[str] | None = None,
+    durability: str | None = None,
+    exporter_factory: Callable[[], SpanExporter] | None = None,
 ) -> DecisionSpanProcessor:
     """The no-loss processor for ``exporter``, with its spool, hash chain and signed checkpoints,
     settings resolved as in configure() (also used by the ``opentelemetry-instrument`` configurator,
@@ -212,11 +223,14 @@ def build_processor(
     spool: Spool | None = None
     if spool_dir is not False:
         where = spool_dir or os.environ.get("DECISIONTRAIL_SPOOL_DIR") or _default_spool(exporter, resource)
-        spool = Spool(where)
+        spool = Spool(where, max_segment_age=_env_int("DECISIONTRAIL_SPOOL_SEGMENT_MS", 2000) / 1000)
     anchors = anchors or os.environ.get("DECISIONTRAIL_ANCHORS") or None
     stage = _chain_stage(chain, resource, signing_key, anchors is not None, checkpoint_every, checkpoint_seconds)
     if anchors is not None and stage.checkpointer is not None:
-        exporter = AnchoringExporter(exporter, AnchorStore(anchors))
+        store = AnchorStore(anchors)
+        exporter = AnchoringExporter(exporter, store)
+        if exporter_factory is not None:  # a forked child's fresh exporter is anchored the same way
+            exporter_factory = functools.partial(_anchored, exporter_factory, store)
     options: dict[str, Any] = {
         "spool": spool,
         "on_full": on_full or _env_choice("DECISIONTRAIL_ON_FULL", ON_FULL_POLICIES,
@@ -226,12 +240,17 @@ def build_processor(
         "fail_closed": fail_closed if fail_closed is not None else _env_bool("DECISIONTRAIL_FAIL_CLOSED", False),
         "prepare": stage,
         "dead_letter_dir": dead_letter_dir or os.environ.get("DECISIONTRAIL_DEAD_LETTER_DIR") or None,
+        "durability": durability or _env_choice("DECISIONTRAIL_DURABILITY", DURABILITY_MODES, "async"),
+        "exporter_factory": exporter_factory,
         # The SDK's batch settings apply to this processor too (defaults: the processor's own).
         **{opt: n for var, opt in _BSP_VARIABLES.items() if (n := _env_int(var, 0))},
     } | (processor_options or {})
     if options["on_full"] == "spool" and options["spool"] is None:
         _log.warning('decisiontrail: DECISIONTRAIL_ON_FULL=spool without a spool; using "block"')
         options["on_full"] = "block"
+    if options["durability"] == "sync" and options["spool"] is None:
+        _log.warning('decisiontrail: DECISIONTRAIL_DURABILITY=sync without a spool; using "async"')
+        options["durability"] = "async"
     processor = DecisionSpanProcessor(exporter, **options)
     stage.start(processor.on_end)  # the checkpoint timer of an idle process queues through on_end
     return processor
@@ -266,6 +285,7 @@ def configure(
     max_request_bytes: int | None = None,
     payload_store: str | os.PathLike[str] | PayloadStore | Literal[False] | None = None,
     dead_letter_dir: str | os.PathLike[str] | None = None,
+    durability: str | None = None,
 ) -> Configuration:
     """Set up decision recording; see the module docstring for how each setting is resolved."""
     if on_full is not None and on_full not in ON_FULL_POLICIES:
@@ -285,9 +305,14 @@ def configure(
     if checkpoint_seconds is not None and (not isinstance(checkpoint_seconds, (int, float)) or checkpoint_seconds <= 0):
         raise ConfigurationError(f"checkpoint_seconds must be a number > 0, not {checkpoint_seconds!r}")
     payloads = _payload_store(payload_store)
+    if durability is not None and durability not in DURABILITY_MODES:
+        raise ConfigurationError(f"durability must be one of {DURABILITY_MODES}, not {durability!r}")
+    if durability == "sync" and spool_dir is False:
+        raise ConfigurationError('durability="sync" needs a spool: not spool_dir=False')
     if exporter is not None and (endpoint is not None or path is not None):
         raise ConfigurationError("give an exporter, or an endpoint, or a path: not several")
 
+    factory: Callable[[], SpanExporter] | None = None
     if exporter is None:
         endpoint = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") \
             or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -298,6 +323,9 @@ def configure(
                 _log.warning("decisiontrail: OTLP protocol %r not supported; using grpc", proto)
                 proto = "grpc"
             exporter = _otlp_exporter(endpoint, proto, headers, max_request_bytes)
+            # A forked child makes its own (a new gRPC channel): never the parent's, whatever its
+            # threads were doing at the fork.
+            factory = functools.partial(_otlp_exporter, endpoint, proto, headers, max_request_bytes)
             destination = endpoint
         else:
             directory = Path(path or os.environ.get("DECISIONTRAIL_PATH") or DEFAULT_PATH)
@@ -313,7 +341,8 @@ def configure(
                                 block_timeout_millis=block_timeout_millis, fail_closed=closed, chain=chain,
                                 signing_key=signing_key, anchors=anchors, checkpoint_every=checkpoint_every,
                                 checkpoint_seconds=checkpoint_seconds, processor_options=processor_options,
-                                dead_letter_dir=dead_letter_dir)
+                                dead_letter_dir=dead_letter_dir,
+                                durability=durability, exporter_factory=factory)
     if tracer_provider is None:
         tracer_provider = TracerProvider(resource=resource, sampler=AuditSampler(sampler or _env_sampler()))
         if set_global:
@@ -341,6 +370,7 @@ def configure(
         redaction=RedactionPolicy.create(redact_keys, hash_keys, hash_secret),
         model_version=model_version or default_version(),
         payload_store=payloads,
+        own_spans=processor.durability == "sync",
     )
     recorder = Recorder(settings, tracer_provider=tracer_provider)
     set_recorder(recorder)

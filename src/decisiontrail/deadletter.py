@@ -1,6 +1,6 @@
 """The dead-letter file: decisions that will never be delivered, kept with their ids and the reason.
 
-The processor (processing.py) writes here what the receiver refused for good (an OTLP
+The processor (processing/) writes here what the receiver refused for good (an OTLP
 ``partial_success`` with rejected spans, a 4xx other than 408/429), what is too big to send even
 alone, and a spooled batch that kept failing while the exporter accepted everything else. Such
 spans are never retried (the OTLP spec forbids retrying a permanent rejection, and a span too big to

@@ -14,6 +14,7 @@ import functools
 import inspect
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -69,6 +70,7 @@ class RecorderSettings:
     redaction: RedactionPolicy = field(default_factory=RedactionPolicy)
     model_version: str | None = field(default_factory=default_version)
     payload_store: PayloadStore | None = None  # full texts of bounded fields (store/payloads.py)
+    own_spans: bool = False  # each decision on a span of its own, ended at once (durability="sync")
 
     @classmethod
     def from_env(cls) -> RecorderSettings:
@@ -290,24 +292,45 @@ class Recorder:
 
     def _emit_batch(self, ident: ModelIdentity, events: list[dict[str, Any]], span: Span | None) -> None:
         per_span = self.max_events_per_span
-        for start in range(0, len(events), per_span):
+        target = span if span is not None else self._current()
+        done = 0
+        if target is not None:
+            if not target.is_recording():
+                self.lost(events[0][D.ID], "its span is not recording (sampled out; configure AuditSampler)")
+                return
+            with _lock_for(target):  # the span may be shared with other threads: see _emit_if_room
+                while done < min(len(events), per_span) and self.has_room(target):
+                    self.emit(target, events[done], events[done].get(D.BATCH_COUNT, 1))
+                    done += 1
+        for start in range(done, len(events), per_span):
             part = events[start:start + per_span]
-            own = None
-            target = span if start == 0 and span is not None else None
-            if target is None:
-                current = trace.get_current_span()
-                target = current if start == 0 and current.is_recording() else None
-            if target is None:
-                target = own = self.start_span(ident)
+            own = self.start_span(ident)
             try:
-                if not target.is_recording():
+                if not own.is_recording():
                     self.lost(part[0][D.ID], "its span is not recording (sampled out; configure AuditSampler)")
                     continue
                 for attrs in part:
-                    self.emit(target, attrs, attrs.get(D.BATCH_COUNT, 1))
+                    self.emit(own, attrs, attrs.get(D.BATCH_COUNT, 1))
             finally:
-                if own is not None:
-                    own.end()
+                own.end()
+
+    def _current(self) -> Span | None:
+        """The current span when it is recording and decisions may join it, else None."""
+        if self.settings.own_spans:
+            return None
+        current = trace.get_current_span()
+        return current if current.is_recording() else None
+
+    def _emit_if_room(self, span: Span, attrs: dict[str, Any]) -> bool:
+        """Add the event to ``span`` unless it is full, atomically: a span shared by threads (a
+        request span several workers record onto) never has an event pushed out by the SDK's event
+        limit between the check and the add, and its ``decision.count`` (read, then written) never
+        loses an update."""
+        with _lock_for(span):
+            if not self.has_room(span):
+                return False
+            self.emit(span, attrs)  # valid by construction: every value went through attribute()
+            return True
 
     def _raise_if_partial(self, attrs: dict[str, Any]) -> None:
         """Under fail-closed, a decision recorded with ``decision.error`` (its payload could not be
@@ -343,22 +366,20 @@ class Recorder:
         except Exception as exc:
             attrs = self._failed(decision_id, model, exc, inputs, output)
             ident = ModelIdentity(attrs[M.NAME])
-        own = None
-        if span is None or not self.has_room(span):
-            current = trace.get_current_span() if span is None else span
-            if current.is_recording() and self.has_room(current):
-                span = current
-            else:
-                span = own = self.start_span(ident)
-        try:
-            if not span.is_recording():
-                self.lost(decision_id, "its span is not recording (sampled out; configure AuditSampler)")
-                return decision_id
-            self.emit(span, attrs)  # valid by construction: every value went through attribute()
-            self._raise_if_partial(attrs)
-        finally:
-            if own is not None:
+        target = span if span is not None else self._current()
+        if target is not None and not target.is_recording():
+            self.lost(decision_id, "its span is not recording (sampled out; configure AuditSampler)")
+            return decision_id
+        if target is None or not self._emit_if_room(target, attrs):
+            own = self.start_span(ident)  # a span of its own, or a continuation of a full one
+            try:
+                if not own.is_recording():
+                    self.lost(decision_id, "its span is not recording (sampled out; configure AuditSampler)")
+                    return decision_id
+                self.emit(own, attrs)
+            finally:
                 own.end()
+        self._raise_if_partial(attrs)
         if self.settings.fail_closed:
             raise_pending()  # losses found on the export side since the last call (losses.py)
         return decision_id
@@ -400,6 +421,23 @@ def _warn_without_no_loss(provider: Any) -> None:
                      "OTEL_PYTHON_CONFIGURATOR=decisiontrail, in code call decisiontrail.configure("
                      "tracer_provider=...) (docs/no-loss.md)")
 
+
+_SPAN_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def _lock_for(span: Span) -> threading.Lock:
+    """One of a few locks, by span: recording onto one span from many threads is serialised, while
+    threads recording onto different spans rarely meet (a lock each would cost a dict per span)."""
+    return _SPAN_LOCKS[(id(span) >> 4) & 63]
+
+
+def _new_span_locks() -> None:  # a forked child: a lock may have been held by a thread of the parent
+    global _SPAN_LOCKS
+    _SPAN_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_span_locks)
 
 _warned_provider = False
 _recorder: Recorder | None = None

@@ -164,7 +164,7 @@ def test_replayer_retries_with_backoff_and_deletes_only_after_success(tmp_path: 
         spool.append(make_spans(2, first=2 * i))
     spool.roll()
     exporter = Switch(down=True)
-    replayer = Replayer(spool, lambda s: exporter.export(s) is SpanExportResult.SUCCESS,
+    replayer = Replayer(spool, lambda s, strikes: exporter.export(s) is SpanExportResult.SUCCESS,
                         min_backoff=0.05, max_backoff=0.1)
     replayer.wake()
     time.sleep(0.4)
@@ -176,7 +176,7 @@ def test_replayer_retries_with_backoff_and_deletes_only_after_success(tmp_path: 
     replayer.stop()
 
 
-def test_replayer_resumes_a_segment_where_it_failed(tmp_path: Path) -> None:
+def test_a_failing_record_does_not_hold_back_the_next_and_none_is_sent_twice(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     for i in range(3):
         spool.append(make_spans(1, first=i))
@@ -184,7 +184,7 @@ def test_replayer_resumes_a_segment_where_it_failed(tmp_path: Path) -> None:
     sent: list[str] = []
     fail_once = {"id-1"}
 
-    def export(spans: list[ReadableSpan]) -> bool:
+    def export(spans: list[ReadableSpan], strikes: int) -> bool:
         did = str(spans[0].events[0].attributes["decision.id"])
         if did in fail_once:
             fail_once.discard(did)
@@ -195,7 +195,7 @@ def test_replayer_resumes_a_segment_where_it_failed(tmp_path: Path) -> None:
     replayer = Replayer(spool, export, min_backoff=0.01)
     replayer.wake()
     assert replayer.wait_idle(5)
-    assert sent == ["id-0", "id-1", "id-2"]  # id-0 was not sent twice
+    assert sent == ["id-0", "id-2", "id-1"]  # id-2 went on; id-0 and id-2 were not sent again
     replayer.stop()
 
 
@@ -205,7 +205,7 @@ def test_an_unparseable_segment_is_set_aside_not_deleted(tmp_path: Path) -> None
     spool.close()
     (seg_path,) = spool.segments()
     seg_path.write_bytes(b"not json\n" + seg_path.read_bytes())
-    replayer = Replayer(spool, lambda s: True)
+    replayer = Replayer(spool, lambda s, strikes: True)
     replayer.wake()
     assert replayer.wait_idle(5)
     assert spool.segments() == [] and [p.suffixes for p in tmp_path.iterdir()] == [[".spool", ".bad"]]

@@ -1,5 +1,5 @@
 """What one export attempt came to, span by span: the contract between exporters and the no-loss
-processor (processing.py).
+processor (processing/).
 
 The SDK's ``SpanExporter.export`` answers SUCCESS or FAILURE for a whole batch, which cannot say
 "this request was too big", "the receiver refused these spans for good" (an OTLP

@@ -1,40 +1,5 @@
-"""DecisionSpanProcessor: a batching span processor that never loses a decision silently.
-
-Where the SDK's BatchSpanProcessor evicts spans when its queue is full and drops batches whose
-export fails, this processor keeps every span carrying decisions (``decision.count`` > 0):
-
-- queue full, policy ``on_full``:
-  ``"spool"`` (default with a spool): the recording thread waits up to ``block_timeout_millis`` for
-  room; if the export thread made none (it is stuck), the oldest queued batch plus this span go to
-  the spool (one fsync for up to a batch) and later spans spill at once until the export thread
-  moves again. ``"block"``: wait for room as long as it takes (inference slows to the exporter's
-  pace). ``"drop"``, the only lossy choice: drop the decision, count it in ``stats`` ``lost`` and log.
-- each export attempt is read span by span (exporters/delivery.py): delivered spans count as
-  exported; spans rejected for good go to the dead-letter file (deadletter.py), counted and logged,
-  never retried; spans to retry (collector unreachable, batch refused for now): the decision spans go
-  to the spool and the processor stops trying the exporter for new batches, which go straight to
-  the spool; the :class:`~decisiontrail.spool.Replayer` retries the spool with backoff and, on its
-  first success, the processor exports directly again. While the spool cannot be written, batches
-  are held in memory and retried (producers wait on the full queue) rather than lost. Without a
-  spool, a failed batch is retried with backoff until it succeeds (``"block"``), or given up and
-  counted after ``max_export_attempts`` (``"drop"``).
-- shutdown (also at interpreter exit through ``atexit``, and at the ``os._exit`` of a forked
-  multiprocessing child through its finalizers): the queue is exported (the spool too while the
-  exporter works), or spooled when the exporter is down or ``shutdown_timeout_millis`` passed; the
-  spool is replayed by the next process that opens it. A forked child restarts the threads.
-- unrecoverable (no spool, or the spool cannot be written at shutdown): counted in ``lost`` and
-  logged (losses.py). With ``fail_closed`` a decision that cannot be queued or spooled raises
-  DecisionLostError on the recording thread (from ``span.end()``) instead, and a loss on the export
-  side is raised by the next recording call.
-
-Spans without decisions keep the SDK's behaviour: dropped when the queue is full or their export
-failed, counted in ``spans_dropped``. A span with decisions is exported even when the trace was not
-sampled (a RECORD_ONLY sampler): its decisions are on it.
-
-The recording thread's cost (``on_end``) is one attribute lookup, one uncontended lock and a deque
-append; everything else happens on the export thread, or on the recording thread only when the
-queue is full.
-"""
+"""DecisionSpanProcessor: the queue, the export thread and the lifecycle (the package docstring
+says what it guarantees; exporting.py holds the export side)."""
 
 from __future__ import annotations
 
@@ -47,45 +12,29 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from . import stats
-from .conventions import SpanAttributes as S
-from .deadletter import DeadLetterFile
-from .exporters.delivery import Delivery, deliver_with
-from .losses import Ledger
-from .spool import Replayer, Spool
+from .. import stats
+from ..deadletter import DeadLetterFile
+from ..losses import Ledger
+from ..spool import Replayer, Spool
+from .counting import decision_count
+from .counting import decisions as _decisions
+from .exporting import ExportSide
+from .hooks import after_fork_in_child, die_of_sigterm, handle_sigterm, shutdown_at_exit
 
-__all__ = ["DecisionSpanProcessor", "decision_count", "ON_FULL_POLICIES"]
+__all__ = ["DecisionSpanProcessor", "ON_FULL_POLICIES", "DURABILITY_MODES"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("decisiontrail.processing")
 ON_FULL_POLICIES = ("spool", "block", "drop")
-_SPOOL_RETRY_SECONDS = 1.0  # after a failed spool write, batches are held in memory this long before the next try
+DURABILITY_MODES = ("async", "sync")
 
 
-def decision_count(span: ReadableSpan) -> int:
-    """Audit records on the span: its decisions (``decision.count``) plus its other audit records
-    (``decision.audit.records``: outcomes, reviews, checkpoints). Every span with one is kept."""
-    # The SDK's span keeps its attributes in a BoundedAttributes whose plain dict ``_dict`` reads
-    # without the lock and the generic Mapping.get that ``span.attributes`` goes through: on_end runs
-    # for every span the application ends.
-    attrs = getattr(getattr(span, "_attributes", None), "_dict", None)
-    if attrs is None:
-        attrs = span.attributes or {}
-    n = attrs.get(S.DECISION_COUNT)
-    r = attrs.get(S.AUDIT_RECORDS)
-    return (n if isinstance(n, int) else 0) + (r if isinstance(r, int) else 0)
-
-
-def _decisions(spans: Sequence[ReadableSpan]) -> int:
-    return sum(decision_count(s) for s in spans)
-
-
-class DecisionSpanProcessor(SpanProcessor):
+class DecisionSpanProcessor(ExportSide, SpanProcessor):
     def __init__(
         self,
         exporter: SpanExporter,
@@ -103,12 +52,22 @@ class DecisionSpanProcessor(SpanProcessor):
         fail_closed: bool = False,
         prepare: Callable[[list[ReadableSpan]], list[ReadableSpan]] | None = None,
         dead_letter_dir: str | os.PathLike[str] | None = None,
+        dead_letter_after_failures: int = 5,
+        durability: str = "async",
+        exporter_factory: Callable[[], SpanExporter] | None = None,
     ) -> None:
         on_full = on_full or ("spool" if spool is not None else "block")
         if on_full not in ON_FULL_POLICIES:
             raise ValueError(f"on_full must be one of {ON_FULL_POLICIES}, not {on_full!r}")
         if on_full == "spool" and spool is None:
             raise ValueError('on_full="spool" needs a spool')
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {DURABILITY_MODES}, not {durability!r}")
+        if durability == "sync" and spool is None:
+            raise ValueError('durability="sync" needs a spool')
+        self.durability = durability
+        self.exporter_factory = exporter_factory  # a fresh exporter for a forked child
+        self._inherited: list[SpanExporter] = []  # a parent's exporters, kept from the collector
         self.exporter = exporter
         self.spool = spool
         self.on_full = on_full
@@ -139,22 +98,30 @@ class DecisionSpanProcessor(SpanProcessor):
         if dead_letter_dir is None and spool is not None:
             dead_letter_dir = spool.directory / "dead-letter"
         self.dead_letters = DeadLetterFile(dead_letter_dir) if dead_letter_dir is not None else None
+        self.dead_letter_after_failures = dead_letter_after_failures
+        self.handoff = False  # a forked child that spools everything for its parent to deliver
+        self._finished = False
+        self._die_when_finished = False
         self.queue_full_events = 0  # decision spans that met a full queue (backpressure, spill or drop)
         self.replayer: Replayer | None = None
         if spool is not None:
             self.replayer = Replayer(spool, self._replay_batch, min_backoff=replay_min_backoff_millis / 1000,
-                                     max_backoff=replay_max_backoff_millis / 1000)
+                                     max_backoff=replay_max_backoff_millis / 1000, on_corrupt=self._corrupt)
+            spool.on_problem = self.ledger.spool_error
+            spool.on_lost = lambda n, why: self.ledger.lose(n, why, closing=self._closing)
         self._start()
         ref = weakref.ref(self)
         # The SDK's provider shuts down at exit too, but not a provider the application made with
         # shutdown_on_exit=False; the queue must not vanish with the process either way. A forked
         # multiprocessing child leaves through os._exit (no atexit), after running its finalizers.
-        self._atexit = functools.partial(_shutdown_at_exit, ref)
+        self._atexit = functools.partial(shutdown_at_exit, ref)
         atexit.register(self._atexit)
-        self._finalizer = multiprocessing.util.Finalize(None, _shutdown_at_exit, args=(ref,), exitpriority=100)
+        self._finalizer = multiprocessing.util.Finalize(None, shutdown_at_exit, args=(ref,), exitpriority=100)
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=functools.partial(_after_fork_in_child, ref))
+            os.register_at_fork(after_in_child=functools.partial(after_fork_in_child, ref))
         multiprocessing.util.register_after_fork(self, DecisionSpanProcessor._after_multiprocessing_fork)
+        if multiprocessing.parent_process() is not None:  # configured inside a worker
+            handle_sigterm(self)
 
     def _start(self) -> None:
         if self.replayer is not None and self.spool is not None and self.spool.pending():
@@ -174,6 +141,22 @@ class DecisionSpanProcessor(SpanProcessor):
         self.ledger.after_fork()
         self._in_flight = None
         self._flush_requested = self._stalled = False
+        self._healthy, self._spool_retry_at, self._exporter_shut = True, 0.0, False
+        if self.spool is not None and _over_grpc(self.exporter):
+            # gRPC's core does not survive a fork while the parent's threads use it (a child that
+            # calls it may abort or hang, whatever channel it uses): this child never calls gRPC.
+            # Its batches go to the spool, which the parent's replayer (or the next process that
+            # opens the spool) delivers.
+            self.handoff = True
+            self._inherited.append(self.exporter)
+        elif self.exporter_factory is not None:
+            # The parent's exporter may hold a lock or a channel that its threads were using at the
+            # fork; never touch it here (not even to close it), make a new one.
+            self._inherited.append(self.exporter)
+            try:
+                self.exporter = self.exporter_factory()
+            except Exception as exc:  # keep the inherited one rather than none
+                _log.error("decisiontrail: making a fresh exporter after fork failed: %r", exc)
         after_fork = getattr(self.prepare, "after_fork", None)
         if after_fork is not None:  # one chain per process: two would claim the same positions
             after_fork()
@@ -183,12 +166,15 @@ class DecisionSpanProcessor(SpanProcessor):
             self.dead_letters.after_fork()
         if self.replayer is not None:
             self.replayer.after_fork()
+        if self.handoff:
+            self.replayer = None
         if not self._closing:
             self._start()
+            handle_sigterm(self)
 
     def _after_multiprocessing_fork(self) -> None:
         # multiprocessing clears its finalizers in a new child; register ours again
-        self._finalizer = multiprocessing.util.Finalize(None, _shutdown_at_exit, args=(weakref.ref(self),),
+        self._finalizer = multiprocessing.util.Finalize(None, shutdown_at_exit, args=(weakref.ref(self),),
                                                         exitpriority=100)
 
     @property
@@ -218,6 +204,8 @@ class DecisionSpanProcessor(SpanProcessor):
         decisions = decision_count(span)
         if not decisions and not span.context.trace_flags.sampled:
             return
+        if decisions and self.durability == "sync" and self._spool_sync(span, decisions):
+            return
         with self._lock:
             q = self._queue
             if len(q) < self.max_queue_size and not self._closing:
@@ -226,6 +214,14 @@ class DecisionSpanProcessor(SpanProcessor):
                     self._not_empty.notify()
                 return
         self._overflow(span, decisions)
+
+    def _spool_sync(self, span: ReadableSpan, decisions: int) -> bool:
+        """``durability="sync"``: the span is in the spool (fsynced) before ``span.end()`` returns;
+        the replayer delivers it. False (the span is queued as usual) when the spool cannot be
+        written, or while shutting down."""
+        if self._closing or not self._spool_usable():
+            return False
+        return self._spill([span], "durability=sync", hold=True)
 
     def _overflow(self, span: ReadableSpan, decisions: int) -> None:
         """The queue is full, or the processor is shutting down."""
@@ -309,6 +305,8 @@ class DecisionSpanProcessor(SpanProcessor):
                     self._idle.notify_all()
                     if self._closing:
                         return
+                    if self.handoff and self.spool is not None:  # idle: let the parent replay it
+                        self.spool.roll(older_than=self.spool.max_segment_age)
                     continue
                 n = min(len(self._queue), self.max_export_batch_size)
                 batch = [self._queue.popleft() for _ in range(n)]
@@ -334,156 +332,6 @@ class DecisionSpanProcessor(SpanProcessor):
                         self._flush_requested = False
                         self._idle.notify_all()
 
-    def _attempt(self, batch: list[ReadableSpan]) -> Delivery:
-        """One export attempt, span by span (exporters/delivery.py); an exporter that raises is a
-        failed attempt: every span is to be retried."""
-        with self._export_lock:
-            try:
-                return deliver_with(self.exporter, batch)
-            except Exception as exc:  # an exporter bug must not kill the export thread
-                _log.warning("decisiontrail: exporter raised %r", exc)
-                return Delivery(retry=list(batch))
-
-    def _settle(self, result: Delivery) -> list[ReadableSpan]:
-        """Count what was delivered, dead-letter what was rejected for good; return the spans to retry."""
-        if result.delivered:
-            n = _decisions(result.delivered)
-            if n:
-                stats.add("exported", n)
-            self._mark_up()
-        if result.rejected:
-            self._dead_letter(result.rejected)
-        return result.retry
-
-    def _mark_up(self) -> None:
-        if not self._healthy:
-            self._healthy = True
-            _log.warning("decisiontrail: export works again; replaying the spool")
-        if self.replayer is not None:
-            self.replayer.exporter_worked()
-
-    def _mark_down(self) -> None:
-        if self._healthy:
-            self._healthy = False
-            where = self.spool.directory if self.spool is not None else "memory"
-            _log.warning("decisiontrail: export failed; decisions go to the spool at %s until the "
-                         "exporter accepts them again", where)
-
-    def _owned(self, batch: list[ReadableSpan]) -> bool:
-        """False when shutdown took the in-flight batch over (it spooled it itself)."""
-        with self._lock:
-            return self._in_flight is batch
-
-    def _deliver(self, batch: list[ReadableSpan]) -> None:
-        """Export ``batch``; what is to be retried goes to the spool, or, without a usable spool,
-        is retried from memory with backoff (``on_full="drop"`` without a spool: up to
-        ``max_export_attempts``, then counted lost)."""
-        if self.spool is not None and not self._healthy and self._spool_usable():
-            # The exporter is down: straight to the spool, the replayer probes the exporter.
-            if self._spill(batch, "export failed", prepared=True, hold=True):
-                return
-        delay, attempt = 0.1, 0
-        while True:
-            attempt += 1
-            retry = self._settle(self._attempt(batch))
-            if not retry:
-                return
-            audit = [s for s in retry if decision_count(s)]
-            if len(audit) < len(retry):
-                stats.add("spans_dropped", len(retry) - len(audit))  # as the SDK would
-            if not audit or not self._owned(batch):
-                return
-            with self._lock:
-                self._in_flight = batch = audit
-            self._mark_down()
-            if self.spool is not None and self._spool_usable():
-                if self._spill(batch, "export failed", prepared=True, hold=True):
-                    return
-                # The spool cannot be written: keep the batch in memory and try the exporter again
-                # (the queue fills and producers wait), so a recovered exporter is seen at once.
-            elif self.spool is None and self.on_full == "drop" and attempt >= self.max_export_attempts:
-                self._spill(batch, f"export failed {attempt} times", prepared=True)  # no spool: lost
-                return
-            if self._shutdown:
-                self._spill(batch, f"export failed {attempt} times before shutdown", prepared=True)
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-    def _replay_batch(self, spans: list[ReadableSpan]) -> bool:
-        """The Replayer's export: True when nothing of the batch is left to retry. A batch that was
-        partly delivered puts its remainder back in the spool as a batch of its own."""
-        retry = self._settle(self._attempt(spans))
-        if not retry:
-            return True
-        self._healthy = False
-        if len(retry) == len(spans):
-            return False
-        return self._spill(retry, "part of a replayed batch failed", prepared=True, hold=True)
-
-    def _dead_letter(self, rejected: list[tuple[ReadableSpan, str]]) -> None:
-        """Spans that will never be delivered: to the dead-letter file, counted, logged, never retried."""
-        by_reason: dict[str, list[ReadableSpan]] = {}
-        for span, why in rejected:
-            if decision_count(span):
-                by_reason.setdefault(why, []).append(span)
-            else:
-                stats.add("spans_dropped")
-        for why, spans in by_reason.items():
-            decisions = _decisions(spans)
-            if self.dead_letters is None:
-                self.ledger.lose(decisions, f"rejected for good ({why}), and there is no dead-letter directory",
-                                 closing=self._closing)
-                continue
-            try:
-                self.dead_letters.write(spans, why, decision_count)
-            except OSError as exc:
-                self.ledger.lose(decisions, f"rejected for good ({why}), and writing the dead-letter file "
-                                 f"failed: {exc!r}", closing=self._closing)
-                continue
-            self.ledger.dead_lettered(decisions, why, self.dead_letters.path)
-
-    # -- spool and loss ------------------------------------------------------------------------
-    def _spool_usable(self) -> bool:
-        return self.spool is not None and time.monotonic() >= self._spool_retry_at
-
-    def _spill(self, spans: Sequence[ReadableSpan], why: str, *, producer: bool = False,
-               prepared: bool = False, hold: bool = False) -> bool:
-        """Write the decision spans of ``spans`` to the spool. When that fails: with ``hold`` the
-        caller keeps them (False is returned, nothing is counted), otherwise they are counted lost."""
-        audit = [s for s in spans if decision_count(s)]
-        if len(audit) < len(spans):
-            stats.add("spans_dropped", len(spans) - len(audit))
-        if not audit:
-            return True
-        decisions = _decisions(audit)
-        if self.spool is None:
-            self._lose(decisions, f"{why}, and there is no spool", producer=producer)
-            return False
-        if self.prepare is not None and not prepared:
-            try:  # the chain links belong to this process: add them before the spans leave it
-                audit = self.prepare(audit)
-            except Exception as exc:
-                _log.error("decisiontrail: preparing a batch for the spool failed: %r", exc)
-        try:
-            self.spool.append(audit, decisions)
-        except Exception as exc:
-            self._spool_retry_at = time.monotonic() + _SPOOL_RETRY_SECONDS
-            self._spool_problem = repr(exc)
-            self.ledger.spool_error(f"writing {decisions} decisions to {self.spool.directory} failed: {exc!r}")
-            if hold:
-                return False
-            self._lose(decisions, f"{why}, and writing the spool failed: {exc!r}", producer=producer)
-            return False
-        self._spool_retry_at = 0.0
-        stats.add("spooled", decisions)
-        if self.replayer is not None:
-            self.replayer.wake()
-        return True
-
-    def _lose(self, decisions: int, why: str, *, producer: bool = False) -> None:
-        self.ledger.lose(decisions, why, producer=producer, closing=self._closing)
-
     # -- lifecycle -----------------------------------------------------------------------------
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until every span ended so far is exported or spooled."""
@@ -502,6 +350,8 @@ class DecisionSpanProcessor(SpanProcessor):
                     self._flush_requested = True
                     self._not_empty.notify()
         # Exporters that do not implement force_flush return None: that is not a failure.
+        if self.handoff:
+            return True
         return self.exporter.force_flush(max(0, int((deadline - time.monotonic()) * 1000))) is not False
 
     def drain(self, timeout_millis: int = 30000) -> bool:
@@ -571,20 +421,24 @@ class DecisionSpanProcessor(SpanProcessor):
             self.dead_letters.close()
         self._shutdown_exporter()
         self.ledger.log_held_back()
+        self._finished = True
+        if self._die_when_finished:  # SIGTERM came while this shutdown ran: die of it now
+            die_of_sigterm()
 
     def _shutdown_exporter(self) -> None:
         if not self._exporter_shut:
             self._exporter_shut = True
-            self.exporter.shutdown()
+            if not self.handoff:  # a handoff child's exporter is the parent's: never touched
+                self.exporter.shutdown()
 
 
-def _after_fork_in_child(ref: weakref.ReferenceType[DecisionSpanProcessor]) -> None:
-    processor = ref()
-    if processor is not None:
-        processor._after_fork()
-
-
-def _shutdown_at_exit(ref: weakref.ReferenceType[DecisionSpanProcessor]) -> None:
-    processor = ref()
-    if processor is not None:
-        processor.shutdown()
+def _over_grpc(exporter: SpanExporter) -> bool:
+    """The exporter, or one it wraps (``.exporter``: the anchoring exporter), talks gRPC."""
+    for _ in range(4):
+        if "grpc" in type(exporter).__module__:
+            return True
+        inner = getattr(exporter, "exporter", None)
+        if not isinstance(inner, SpanExporter):
+            return False
+        exporter = inner
+    return False
