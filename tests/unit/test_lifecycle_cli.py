@@ -1,4 +1,5 @@
-"""The read side of outcomes and reviews through the real commands: query, show, verify."""
+"""The read side of outcomes and reviews through the real commands: query, show, verify, report, on
+the audit files and on the compacted warehouse (records in Parquet and in the files' tail)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ class Recorded:
     review: str      # the override's record id
 
 
-@pytest.fixture
-def recorded(tmp_path: Path) -> Recorded:
+@pytest.fixture(params=["files", "warehouse"])
+def recorded(tmp_path: Path, request: pytest.FixtureRequest) -> Recorded:
     cfg = decisiontrail.configure(path=tmp_path / "store", set_global=False)
     try:
         denied = record_decision("loan", {"income": 21000}, {"decision": "deny"}, version="2", label="deny")
@@ -36,6 +37,9 @@ def recorded(tmp_path: Path) -> Recorded:
         record_review(approved, reviewer="bob", action="confirm")
         record_outcome(denied, "repaid", source="core-banking")
         record_outcome(approved, "defaulted", observed_at="2027-06-01T00:00:00Z")
+        cfg.force_flush()
+        if request.param == "warehouse":  # what came so far in Parquet, the rest in the files' tail
+            assert main(["compact", "--data", str(tmp_path / "store")]) == 0
         record_review("not-in-this-store", reviewer="carol", action="annotate", rationale="from the old system")
         cfg.force_flush()
     finally:
@@ -105,7 +109,7 @@ def test_verify_passes_with_records_and_catches_an_edited_review(recorded: Recor
     assert "3 decisions, 5 outcome/review records, seq 1..8" in out
     assert "1 chain(s), 3 decisions, 5 outcome/review records, 0 problem(s)" in out
     assert "1 outcome/review records: refers to a decision not found here" in out
-    [file] = recorded.path.glob("*.jsonl")
+    [file] = recorded.path.glob("decisions*.jsonl")
     text = file.read_text()
     assert text.count("income verified by phone") == 1
     file.write_text(text.replace("income verified by phone", "income not verified"))
@@ -116,9 +120,9 @@ def test_verify_passes_with_records_and_catches_an_edited_review(recorded: Recor
 
 
 def test_verify_catches_a_removed_review(recorded: Recorded, capsys: pytest.CaptureFixture[str]) -> None:
-    [file] = recorded.path.glob("*.jsonl")
+    [file] = recorded.path.glob("decisions*.jsonl")
     lines = file.read_text().splitlines()
-    assert len(lines) == 1  # one export: drop the review's span from the message
+    assert len(lines) == 2  # two exports: drop the review's span from the first
     msg = json.loads(lines[0])
     spans = msg["resourceSpans"][0]["scopeSpans"][0]["spans"]
     kept = [s for s in spans if not any(e["name"] == "model.decision.review" and
@@ -126,6 +130,24 @@ def test_verify_catches_a_removed_review(recorded: Recorded, capsys: pytest.Capt
                                         for e in s.get("events", []))]
     assert len(kept) == len(spans) - 1
     msg["resourceSpans"][0]["scopeSpans"][0]["spans"] = kept
-    file.write_text(json.dumps(msg) + "\n")
+    file.write_text(json.dumps(msg) + "\n" + lines[1] + "\n")
     assert main(["verify", "--data", str(recorded.path)]) == 1
     assert re.search(r"seq \d+ .*records at seq \d+\.\.\d+ are missing \(deleted\)", capsys.readouterr().out)
+
+
+def test_report_gives_override_rate_accuracy_and_confusion_per_version(recorded: Recorded, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.html"
+    assert main(["report", "--data", str(recorded.path), "--out", str(out)]) == 0
+    page = out.read_text()
+    section = page[page.index("<h2>Human review and outcomes</h2>"):]
+    section = section[:section.index("</section>")]
+    # loan 2: 3 decisions, 2 reviewed, 1 overridden; 2 outcomes, neither equal to the model's label.
+    cells = re.findall(r"<td(?: class='n')?>([^<]*)</td>", section.split("</table>")[0])
+    assert cells == ["loan 2", "3", "2", "1", "33.3 %", "2", "0.0 %", "0.0 %"]
+    confusion = section[section.index("Confusion table: loan 2"):]
+    assert "<th>defaulted</th><th>repaid</th>" in confusion
+    assert "<tr><th>approve</th><td class='n'>1</td><td class='n'>0</td></tr>" in confusion
+    assert "<tr><th>deny</th><td class='n'>0</td><td class='n'>1</td></tr>" in confusion
+    # Records are links of the chain: no gaps where they sit between decisions.
+    assert "8 links, 0 gaps, 0 broken links" in page

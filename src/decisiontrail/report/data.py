@@ -12,7 +12,10 @@ WITH links AS (
     SELECT chain_id, chain_seq, chain_prev, chain_hash,
            lag(chain_seq) OVER w AS prev_seq, lag(chain_hash) OVER w AS prev_hash
     FROM (SELECT DISTINCT ON (chain_id, chain_seq) chain_id, chain_seq, chain_prev, chain_hash
-          FROM decisions WHERE chain_id IS NOT NULL AND (event_row IS NULL OR event_row = 0))
+          FROM (SELECT chain_id, chain_seq, chain_prev, chain_hash FROM decisions
+                WHERE chain_id IS NOT NULL AND (event_row IS NULL OR event_row = 0)
+                UNION ALL  -- outcomes and reviews are links of the same chains
+                SELECT chain_id, chain_seq, chain_prev, chain_hash FROM records WHERE chain_id IS NOT NULL))
     WINDOW w AS (PARTITION BY chain_id ORDER BY chain_seq))
 SELECT count(DISTINCT chain_id), count(*),
        count(*) FILTER (WHERE (prev_seq IS NULL AND chain_seq <> 1) OR (prev_seq IS NOT NULL AND chain_seq <> prev_seq + 1)),
@@ -37,6 +40,11 @@ class ReportData:
     markers: dict[str, int] = field(default_factory=dict)
     """Records with fields redacted, truncated, with a recording error, masked by the collector."""
     chain: dict[str, int] = field(default_factory=dict)
+    reviews: list[tuple[str, int, int, int, int, int, int]] = field(default_factory=list)
+    """("model version", decisions, reviewed, overridden, with a scalar outcome, model right, right
+    after review) per version: override rate and accuracy (the latest outcome against the label)."""
+    confusion: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
+    """"model version" -> (model's label, latest outcome, decisions), where outcomes exist."""
 
 
 def _version(model: str, version: str | None) -> str:
@@ -80,6 +88,25 @@ def collect(con: Any, where: str = "true", params: list[Any] | None = None) -> R
         "FROM base").fetchone()
     r.markers = {"redacted or hashed fields": int(red), "truncated to the size cap": int(trunc),
                  "recording errors": int(err), "masked by the collector": int(coll)}
+    _collect_lifecycle(con, r)
     chains, links, gaps, broken = con.execute(_CHAIN_SQL).fetchone()
     r.chain = {"chains": int(chains), "links": int(links), "gaps": int(gaps), "broken links": int(broken)}
     return r
+
+
+def _collect_lifecycle(con: Any, r: ReportData) -> None:
+    """Override rate per version and, where outcomes exist, accuracy and a confusion table: the
+    decisions of ``base`` left-joined with the ``lifecycle`` view (store.warehouse.lifecycle)."""
+    mv = "coalesce(model_name, '?') AS m, model_version AS v"
+    r.reviews = [(_version(m, v), int(n), int(rev), int(over), int(out), int(right), int(after))
+                 for m, v, n, rev, over, out, right, after in con.execute(
+        f"""SELECT {mv}, count(*), count(*) FILTER (WHERE l.reviews > 0), count(*) FILTER (WHERE l.overridden),
+               count(*) FILTER (WHERE l.outcome_text IS NOT NULL),
+               count(*) FILTER (WHERE l.outcome_text = b.label),
+               count(*) FILTER (WHERE l.outcome_text = coalesce(l.override_label, b.label))
+        FROM base b LEFT JOIN lifecycle l USING (decision_id) GROUP BY ALL ORDER BY m, v""").fetchall()]
+    for m, v, label, outcome, n in con.execute(
+            f"""SELECT {mv}, coalesce(b.label, '(none)'), l.outcome_text, count(*)
+            FROM base b JOIN lifecycle l USING (decision_id) WHERE l.outcome_text IS NOT NULL
+            GROUP BY ALL ORDER BY m, v, 3, 4""").fetchall():
+        r.confusion.setdefault(_version(m, v), []).append((str(label), str(outcome), int(n)))

@@ -56,6 +56,7 @@ def render(data: ReportData, *, title: str, scope: str, verify: tuple[int, int, 
         parts.append("<section><h2>Predict latency, ms</h2>" + _table(
             [(f"{v}: p50 / p95 / p99", f"{p50:.2f} / {p95:.2f} / {p99:.2f}") for v, _, p50, p95, p99 in data.latency])
             + "</section>")
+    parts.extend(_lifecycle(data))
     parts.append("<section><h2>Redacted, truncated and failed records</h2>"
                  + _table(list(data.markers.items())) + "</section>")
     c = data.chain
@@ -76,3 +77,37 @@ def render(data: ReportData, *, title: str, scope: str, verify: tuple[int, int, 
                      "<code>decisiontrail report --verify</code>.</p>")
     parts.append("</section></body></html>\n")
     return "".join(parts)
+
+
+def _rate(n: int, of: int) -> str:
+    return f"{100 * n / of:.1f} %" if of else "–"
+
+
+def _lifecycle(data: ReportData) -> Iterator[str]:
+    """Human review and outcomes: override rate per version; accuracy and a confusion table where
+    outcomes were recorded (the latest outcome of each decision against the model's label)."""
+    if not any(reviewed or outcomes for _, _, reviewed, _, outcomes, _, _ in data.reviews):
+        yield ("<section><h2>Human review and outcomes</h2><p class='meta'>No reviews or outcomes recorded "
+               "(<code>record_review</code>, <code>record_outcome</code>).</p></section>")
+        return
+    head = ("<tr><th>version</th><th>decisions</th><th>reviewed</th><th>overridden</th><th>override rate</th>"
+            "<th>with outcome</th><th>accuracy</th><th>after review</th></tr>")
+    rows = "".join(
+        f"<tr><td>{html.escape(v)}</td><td class='n'>{n}</td><td class='n'>{rev}</td><td class='n'>{over}</td>"
+        f"<td class='n'>{_rate(over, n)}</td><td class='n'>{out}</td><td class='n'>{_rate(right, out)}</td>"
+        f"<td class='n'>{_rate(after, out)}</td></tr>"
+        for v, n, rev, over, out, right, after in data.reviews)
+    yield (f"<section><h2>Human review and outcomes</h2><table class='lifecycle'>{head}{rows}</table>"
+           "<p class='meta'>Override rate: decisions with an override, of all decisions. Accuracy: the model's "
+           "label equals the latest outcome, of the decisions with an outcome (after review: the effective "
+           "label, the latest override's).</p>")
+    for version, cells in data.confusion.items():
+        labels = sorted({c[0] for c in cells})
+        outcomes = sorted({c[1] for c in cells})
+        counts = {(lbl, out): n for lbl, out, n in cells}
+        table = ("<tr><th>label \\ outcome</th>" + "".join(f"<th>{html.escape(o)}</th>" for o in outcomes) + "</tr>"
+                 + "".join(f"<tr><th>{html.escape(lbl)}</th>"
+                           + "".join(f"<td class='n'>{counts.get((lbl, o), 0)}</td>" for o in outcomes) + "</tr>"
+                           for lbl in labels))
+        yield f"<h3>Confusion table: {html.escape(version)}</h3><table class='confusion'>{table}</table>"
+    yield "</section>"

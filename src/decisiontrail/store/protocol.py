@@ -97,6 +97,9 @@ def decisions_with_lifecycle(store: DecisionStore, query: Query) -> Iterator[Dec
     """The decisions ``query`` selects, each with its outcomes and reviews joined (``lifecycle``). The
     store runs the decision filters; the lifecycle filters (``--where outcome=...`` included) and then
     the limit apply after the join."""
+    joined = getattr(store, "decisions_with_lifecycle", None)
+    if joined is not None:  # the warehouse joins and filters in SQL
+        return joined(query)  # type: ignore[no-any-return]
     index = LifecycleIndex(store.records())
     later = [(k, v) for k, v in query.where if k.partition(".")[0] in _LIFECYCLE_FIELDS]
     if not query.needs_lifecycle and not later:

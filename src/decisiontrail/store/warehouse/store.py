@@ -2,10 +2,12 @@
 MANIFEST lists, plus the tail of the audit files not yet compacted (parsed by DuckDB on first use,
 into memory, deduplicated against the warehouse), so a decision is visible from the moment it is in
 a file. Filters run in DuckDB (:mod:`.filters`); a decision id names its date partition, so
-``decision(id)`` reads one partition.
+``decision(id)`` reads one partition. :meth:`WarehouseStore.decisions_with_lifecycle` left-joins
+each decision's outcomes and reviews in DuckDB from the ``lifecycle`` view (:mod:`.lifecycle`), on
+which the lifecycle filters run too.
 
-:meth:`WarehouseStore.connection` gives a DuckDB connection with the views ``decisions`` and
-``spans`` (parts + tail), for ``sql``, ``export`` and ``report``.
+:meth:`WarehouseStore.connection` gives a DuckDB connection with the views ``decisions``, ``spans``
+(parts + tail), ``records`` and ``lifecycle``, for ``sql``, ``export`` and ``report``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .engine import connect, sql_list
 from .filters import date_bounds, where_sql
 from .ingest import ingest, new_tables, settle
 from .layout import Manifest, load_manifest, part_date, part_model
+from .lifecycle import LIFECYCLE_SELECT, lifecycle_of, lifecycle_sql, lifecycle_where, records_sql
 from .schema import DECISION_COLUMNS, NO_MODEL
 from .sources import iter_chunks
 
@@ -87,6 +90,7 @@ class WarehouseStore:
         self._tmp = Path(tempfile.mkdtemp(prefix="decisiontrail-tail-"))
         self.con = connect(temp_directory=self._tmp / "duckdb", threads=threads)
         self._tail_rows: tuple[int, int] | None = None
+        self._lifecycle_ready = False
 
     def close(self) -> None:
         self.con.close()
@@ -148,17 +152,47 @@ class WarehouseStore:
                 return
             yield from batch
 
+    def _lifecycle(self) -> str:
+        """Table ``lc``: the ``lifecycle`` view computed once for this store (the records are in ``spans``)."""
+        if not self._lifecycle_ready:
+            records = "(" + records_sql(self._relation("spans")) + ")"
+            self.con.execute(f"CREATE OR REPLACE TABLE lc AS {lifecycle_sql(records)}")
+            self._lifecycle_ready = True
+        return "lc"
+
     def decisions(self, query: Query, *, dates: set[str] | None = None) -> Iterator[DecisionRecord]:
         """Decisions matching ``query``; ``dates`` limits the partitions read (when known)."""
+        return self._decisions(query, dates, joined=False)
+
+    def decisions_with_lifecycle(self, query: Query) -> Iterator[DecisionRecord]:
+        """Decisions matching ``query``, lifecycle filters included, each with its ``lifecycle``:
+        left-joined in DuckDB (what ``cli._store.decisions_with_lifecycle`` does in Python otherwise)."""
+        return self._decisions(query, None, joined=True)
+
+    def _decisions(self, query: Query, dates: set[str] | None, *, joined: bool) -> Iterator[DecisionRecord]:
+        conds: list[str] = []
+        more: list[Any] = []
+        if joined:
+            query, conds, more = lifecycle_where(query)
         where, params = where_sql(query)
+        if conds:
+            where, params = " AND ".join([where, *conds]), [*params, *more]
         since, until = date_bounds(query)
         if query.decision_id is not None and _is_v7(query.decision_id):
             dates = {self._date_of(query.decision_id)}
         rel = self._relation("decisions", dates=dates, since=since, until=until, model=query.model)
         limit = f" LIMIT {int(query.limit)}" if query.limit is not None else ""
-        sql = f"SELECT {DECISION_SELECT} FROM {rel} WHERE {where} ORDER BY decision_id{limit}"
+        if not joined:
+            sql = f"SELECT {DECISION_SELECT} FROM {rel} WHERE {where} ORDER BY decision_id{limit}"
+            for row in self._rows(sql, params):
+                yield _record(row)
+            return
+        sql = (f"SELECT {DECISION_SELECT}, {LIFECYCLE_SELECT} FROM {rel} LEFT JOIN {self._lifecycle()} AS lifecycle "
+               f"USING (decision_id) WHERE {where} ORDER BY decision_id{limit}")
         for row in self._rows(sql, params):
-            yield _record(row)
+            d = _record(row)
+            d.lifecycle = lifecycle_of(d.decision_id, row[-1])
+            yield d
 
     @staticmethod
     def _date_of(decision_id: str) -> str:
@@ -217,8 +251,11 @@ class WarehouseStore:
     # -- SQL --------------------------------------------------------------------------------------
 
     def connection(self) -> Any:
-        """The DuckDB connection with views ``decisions`` and ``spans`` (parts + tail)."""
+        """The DuckDB connection with views ``decisions``, ``spans`` (parts + tail), ``records`` and
+        ``lifecycle`` (outcomes and reviews, by decision id)."""
         self.con.execute(f"CREATE OR REPLACE VIEW decisions AS SELECT * FROM {self._relation('decisions')}")
         self.con.execute(f"CREATE OR REPLACE VIEW spans AS SELECT * FROM {self._relation('spans')}")
+        self.con.execute(f"CREATE OR REPLACE VIEW records AS {records_sql('spans')}")
+        self.con.execute(f"CREATE OR REPLACE VIEW lifecycle AS {lifecycle_sql('records')}")
         return self.con
 
