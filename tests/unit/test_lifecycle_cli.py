@@ -3,6 +3,7 @@ the audit files and on the compacted warehouse (records in Parquet and in the fi
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass
@@ -133,6 +134,30 @@ def test_verify_catches_a_removed_review(recorded: Recorded, capsys: pytest.Capt
     file.write_text(json.dumps(msg) + "\n" + lines[1] + "\n")
     assert main(["verify", "--data", str(recorded.path)]) == 1
     assert re.search(r"seq \d+ .*records at seq \d+\.\.\d+ are missing \(deleted\)", capsys.readouterr().out)
+
+
+def test_report_chain_continuity_counts_records_and_checkpoints(tmp_path: Path) -> None:
+    from decisiontrail.signing import _HMAC_PREFIX
+
+    key = _HMAC_PREFIX + base64.b64encode(b"k" * 32).decode()
+    cfg = decisiontrail.configure(path=tmp_path / "store", set_global=False, signing_key=key,
+                                  anchors=tmp_path / "anchors")
+    try:
+        d = record_decision("loan", {"income": 1}, "deny", label="deny")
+        record_review(d, reviewer="alice", action="override", label="approve")
+        cfg.force_flush()
+        record_outcome(d, "approve")
+        record_decision("loan", {"income": 2}, "deny", label="deny")
+    finally:
+        cfg.shutdown()  # a closing checkpoint: another link
+        set_recorder(None)
+    out = tmp_path / "report.html"
+    assert main(["report", "--data", str(tmp_path / "store"), "--out", str(out)]) == 0
+    page = out.read_text()
+    links = int(re.search(r"(\d+) links, 0 gaps, 0 broken links", page).group(1))  # type: ignore[union-attr]
+    assert links >= 5, links  # 2 decisions, 2 records and at least the closing checkpoint
+    assert "decision.checkpoint" in "".join(p.read_text() for p in (tmp_path / "store").glob("*.jsonl"))
+    assert "<td class='n'>100.0 %</td>" in page  # after review, the override matches the outcome
 
 
 def test_report_gives_override_rate_accuracy_and_confusion_per_version(recorded: Recorded, tmp_path: Path,

@@ -14,8 +14,8 @@ WITH links AS (
     FROM (SELECT DISTINCT ON (chain_id, chain_seq) chain_id, chain_seq, chain_prev, chain_hash
           FROM (SELECT chain_id, chain_seq, chain_prev, chain_hash FROM decisions
                 WHERE chain_id IS NOT NULL AND (event_row IS NULL OR event_row = 0)
-                UNION ALL  -- outcomes and reviews are links of the same chains
-                SELECT chain_id, chain_seq, chain_prev, chain_hash FROM records WHERE chain_id IS NOT NULL))
+                UNION ALL  -- outcomes, reviews and checkpoints are links of the same chains
+                SELECT chain_id, chain_seq, chain_prev, chain_hash FROM other_links))
     WINDOW w AS (PARTITION BY chain_id ORDER BY chain_seq))
 SELECT count(DISTINCT chain_id), count(*),
        count(*) FILTER (WHERE (prev_seq IS NULL AND chain_seq <> 1) OR (prev_seq IS NOT NULL AND chain_seq <> prev_seq + 1)),

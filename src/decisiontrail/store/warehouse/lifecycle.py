@@ -23,14 +23,14 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from ...conventions import OUTCOME_EVENT, REVIEW_EVENT
+from ...conventions import AUDIT_EVENTS, DECISION_EVENT, OUTCOME_EVENT, REVIEW_EVENT
 from ...conventions import DecisionAttributes as D
 from ...conventions import LifecycleAttributes as L
 from ..lifecycle import Lifecycle, LifecycleRecord
 from ..query import Query
 from .schema import OTLP_LINE_TYPE
 
-__all__ = ["records_sql", "lifecycle_sql", "lifecycle_where", "lifecycle_of", "LIFECYCLE_SELECT"]
+__all__ = ["records_sql", "lifecycle_sql", "other_links_sql", "lifecycle_where", "lifecycle_of", "LIFECYCLE_SELECT"]
 
 _EVENTS_TYPE = json.dumps(json.loads(OTLP_LINE_TYPE)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["events"])
 _ORDER = "(time_unix_nano, record_id)"
@@ -62,6 +62,19 @@ SELECT * FROM (
        LATERAL (SELECT map_from_entries(e.attributes) AS m)
   WHERE e.name IN ('{OUTCOME_EVENT}', '{REVIEW_EVENT}'))
 QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY time_unix_nano) = 1"""
+
+
+def other_links_sql(spans: str) -> str:
+    """The chain fields of every audit event that is not a decision (outcomes, reviews, checkpoints):
+    the links of the chains between decisions, for a continuity check over ``decisions`` plus these."""
+    names = ", ".join(f"'{n}'" for n in AUDIT_EVENTS if n != DECISION_EVENT)
+    return f"""
+SELECT DISTINCT m['{D.CHAIN_ID}'].stringValue AS chain_id, dt_int(m['{D.CHAIN_SEQ}']) AS chain_seq,
+       m['{D.CHAIN_PREV}'].stringValue AS chain_prev, m['{D.CHAIN_HASH}'].stringValue AS chain_hash
+FROM (SELECT unnest(from_json(events, '{_EVENTS_TYPE}')) AS e FROM {spans}
+      WHERE audit_records > 0 AND events IS NOT NULL),
+     LATERAL (SELECT map_from_entries(e.attributes) AS m)
+WHERE e.name IN ({names}) AND m['{D.CHAIN_ID}'].stringValue IS NOT NULL"""
 
 
 def lifecycle_sql(records: str) -> str:

@@ -31,7 +31,7 @@ from .engine import connect, sql_list
 from .filters import date_bounds, where_sql
 from .ingest import ingest, new_tables, settle
 from .layout import Manifest, load_manifest, part_date, part_model
-from .lifecycle import LIFECYCLE_SELECT, lifecycle_of, lifecycle_sql, lifecycle_where, records_sql
+from .lifecycle import LIFECYCLE_SELECT, lifecycle_of, lifecycle_sql, lifecycle_where, other_links_sql, records_sql
 from .schema import DECISION_COLUMNS, NO_MODEL
 from .sources import iter_chunks
 
@@ -257,5 +257,6 @@ class WarehouseStore:
         self.con.execute(f"CREATE OR REPLACE VIEW spans AS SELECT * FROM {self._relation('spans')}")
         self.con.execute(f"CREATE OR REPLACE VIEW records AS {records_sql('spans')}")
         self.con.execute(f"CREATE OR REPLACE VIEW lifecycle AS {lifecycle_sql('records')}")
+        self.con.execute(f"CREATE OR REPLACE VIEW other_links AS {other_links_sql('spans')}")
         return self.con
 
