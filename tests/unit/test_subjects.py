@@ -74,10 +74,10 @@ def test_scopes_belong_to_their_thread() -> None:
     assert seen == [None] and current_subject() is None
 
 
-def _cli(*args: str, secret: str | None) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, secret: str | None, **extra: str) -> subprocess.CompletedProcess[str]:
     import os
 
-    env = {k: v for k, v in os.environ.items() if k != "DECISIONTRAIL_HASH_SECRET"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DECISIONTRAIL_")} | extra
     if secret is not None:
         env["DECISIONTRAIL_HASH_SECRET"] = secret
     return subprocess.run([sys.executable, "-m", "decisiontrail.cli", *args], capture_output=True, text=True,
@@ -121,3 +121,25 @@ def test_subject_and_keys_are_bounded_like_every_attribute(tmp_path: Path,
     finally:
         cfg.shutdown()
         set_recorder(None)
+
+
+def test_query_by_business_key_hashes_it_as_the_policy_did(hashed) -> None:  # type: ignore[no-untyped-def]
+    cfg, path = hashed
+    with decisiontrail.using_subject("A-1", loan_id="L-77", customer_id="C-5"):
+        mine = decisiontrail.record_decision("loan", {"i": 1}, "deny")
+    with decisiontrail.using_subject("A-2", loan_id="L-78", customer_id="C-6"):
+        decisiontrail.record_decision("loan", {"i": 2}, "deny")
+    assert cfg.force_flush()
+    env = {"DECISIONTRAIL_HASH_KEYS": "customer_id", "DECISIONTRAIL_REDACT_KEYS": "ssn"}
+
+    def ids(*args: str, secret: str | None = SECRET) -> list[str]:
+        p = _cli("query", "--data", str(path), *args, "--format", "jsonl", secret=secret, **env)
+        return [json.loads(line)["decision_id"] for line in p.stdout.splitlines()]
+
+    assert ids("--key", "loan_id=L-77") == [mine]  # in clear
+    assert ids("--key", "customer_id=C-5") == [mine]  # a hash key: hashed for you
+    assert ids("--key", "customer_id=C-5", "--key", "loan_id=L-78") == []
+    redacted = _cli("query", "--data", str(path), "--key", "ssn=1", secret=SECRET, **env)
+    assert redacted.returncode == 2 and "[REDACTED]" in redacted.stderr and "Traceback" not in redacted.stderr
+    clear = _cli("query", "--data", str(path), "--subject", "A-1", secret=None)
+    assert clear.returncode == 1 and "DECISIONTRAIL_HASH_SECRET" in clear.stderr  # says why nothing matched

@@ -8,10 +8,11 @@ import os
 from typing import Any
 
 from ..conventions import SubjectAttributes as U
+from ..redaction import RedactionPolicy
 from ..subjects import pseudonym_of
 from ._args import EXIT_FOUND, UsageError
 
-__all__ = ["register", "run", "subject_filter"]
+__all__ = ["register", "run", "subject_filter", "key_filter"]
 
 _SECRET = "DECISIONTRAIL_HASH_SECRET"
 
@@ -42,3 +43,17 @@ def subject_filter(value: str) -> tuple[str, str]:
     if os.environ.get(_SECRET):
         return U.PSEUDO_ID, pseudonym_of(value, _secret())
     return U.ID, value
+
+
+def key_filter(item: str) -> tuple[str, str]:
+    """``query --key NAME=VALUE`` as one field test on ``decision.key.NAME``: the pseudonym when NAME
+    is one of ``DECISIONTRAIL_HASH_KEYS`` (as the recorder stored it), else the value in clear."""
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise UsageError(f"--key takes NAME=VALUE, not {item!r}")
+    policy = RedactionPolicy.create(hash_secret="-")  # only the key lists are read from the environment
+    if name.lower() in policy.redact_keys:
+        raise UsageError(f"{name} is a redact key (DECISIONTRAIL_REDACT_KEYS): it is stored as [REDACTED]")
+    if name.lower() in policy.hash_keys:
+        return f"{U.KEY}.{name}", pseudonym_of(value, _secret())
+    return f"{U.KEY}.{name}", value
