@@ -57,6 +57,15 @@ def create_app(data: Sequence[str | Path], *, token: str | None = None, page_siz
         resp.headers["Referrer-Policy"] = "no-referrer"
         return resp
 
+    @app.teardown_appcontext
+    def _close_store(exc: BaseException | None) -> None:
+        from flask import g
+
+        store = g.pop("dt_store", None)
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+
     @app.template_filter("pretty")
     def _pretty(value: Any) -> str:
         return pretty(value)

@@ -61,17 +61,30 @@ class DecisionSource:
         self.warehouse = warehouse
 
     def open(self) -> DecisionStore:
+        """A store for this thread (the server's requests: see ``store``)."""
         return open_store(self.data, self.warehouse)
+
+    def store(self) -> DecisionStore:
+        """The current request's store, opened once per request: opening one reads the files' tail
+        into DuckDB, which a page must not pay for each of its lookups."""
+        from flask import g, has_app_context
+
+        if not has_app_context():
+            return self.open()
+        if "dt_store" not in g:
+            g.dt_store = self.open()
+        store: DecisionStore = g.dt_store
+        return store
 
     def search(self, filters: Filters, offset: int, limit: int) -> Page:
         """One page of matches, each decision with its ``lifecycle`` (effective label, reviews)."""
-        matches = decisions_with_lifecycle(self.open(), filters.query(limit=offset + limit + 1))
+        matches = decisions_with_lifecycle(self.store(), filters.query(limit=offset + limit + 1))
         rows = list(itertools.islice(matches, offset, offset + limit + 1))
         return Page(rows=rows[:limit], offset=offset, has_more=len(rows) > limit)
 
     def decision(self, decision_id: str) -> tuple[DecisionRecord, Lifecycle] | None:
         """The decision and what was recorded about it later (reviews, outcomes)."""
-        store = self.open()
+        store = self.store()
         d = store.decision(decision_id)
         if d is None:
             return None
@@ -88,4 +101,4 @@ class DecisionSource:
                     return spans, "jaeger"
             except Exception:  # Jaeger down or without the trace: the stored spans still tell
                 pass
-        return self.open().trace(trace_id), "store"
+        return self.store().trace(trace_id), "store"
