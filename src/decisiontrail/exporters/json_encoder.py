@@ -15,8 +15,10 @@ import json.encoder
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util import BoundedList
 
 __all__ = ["JsonEncoder", "json_value"]
 
@@ -79,6 +81,8 @@ class JsonEncoder:
         """The ``[{"key":…,"value":…},…]`` array of ``attrs``."""
         if not attrs:
             return "[]"
+        if isinstance(attrs, BoundedAttributes):
+            attrs = attrs._dict
         keys = self._keys
         out = []
         for k, v in attrs.items():
@@ -107,16 +111,22 @@ class JsonEncoder:
         return "[" + ",".join(out) + "]"
 
     def span_text(self, s: ReadableSpan) -> str:
-        ctx = s.context
+        # ReadableSpan's own fields: its properties copy (events, links) or wrap (attributes) them.
+        ctx = s._context
+        if ctx is None:  # pragma: no cover - the SDK always sets it
+            raise ValueError(f"span {s._name!r} has no context")
         flags = 0x100 if self.wire_flags else 0x100 | int(ctx.trace_flags)
-        parent = s.parent
+        parent = s._parent
         if parent is not None and parent.is_remote:
             flags |= 0x200
-        status = s.status
+        status = s._status
         code = status.status_code.value
-        parts = ['{"traceId":', _hex32(ctx.trace_id), ',"spanId":', _hex16(ctx.span_id), ',"name":', _enc(s.name),
-                 ',"kind":', str(s.kind.value + 1), ',"startTimeUnixNano":"', str(s.start_time or 0),
-                 '","endTimeUnixNano":"', str(s.end_time or 0), '","attributes":', self.attributes(s.attributes),
+        span_attrs = s._attributes
+        if isinstance(span_attrs, BoundedAttributes):
+            span_attrs = span_attrs._dict
+        parts = ['{"traceId":', _hex32(ctx.trace_id), ',"spanId":', _hex16(ctx.span_id), ',"name":', _enc(s._name),
+                 ',"kind":', str(s._kind.value + 1), ',"startTimeUnixNano":"', str(s._start_time or 0),
+                 '","endTimeUnixNano":"', str(s._end_time or 0), '","attributes":', self.attributes(span_attrs),
                  ',"flags":', str(flags), ',"status":{"code":', str(code)]
         if status.description is not None:
             parts.append(',"message":')
@@ -128,19 +138,21 @@ class JsonEncoder:
         if ctx.trace_state:
             parts.append(',"traceState":')
             parts.append(_enc(ctx.trace_state.to_header()))
-        if s.events:
+        events = s._events
+        if events:
             attrs = self.attributes
             parts.append(',"events":[')
-            parts.append(",".join(['{"timeUnixNano":"' + str(e.timestamp) + '","name":' + _enc(e.name)
-                                   + ',"attributes":' + attrs(e.attributes) + "}" for e in s.events]))
+            parts.append(",".join(['{"timeUnixNano":"' + str(e._timestamp) + '","name":' + _enc(e._name)
+                                   + ',"attributes":' + attrs(e._attributes) + "}" for e in events]))
             parts.append("]")
-        if s.links:
+        links = s._links
+        if links:
             parts.append(',"links":[')
             parts.append(",".join(['{"traceId":' + _hex32(l.context.trace_id) + ',"spanId":'
                                    + _hex16(l.context.span_id) + ',"attributes":' + self.attributes(l.attributes)
-                                   + "}" for l in s.links]))
+                                   + "}" for l in links]))
             parts.append("]")
-        dropped = s.dropped_events
+        dropped = events.dropped if isinstance(events, BoundedList) else 0
         if dropped:
             parts.append(',"droppedEventsCount":')
             parts.append(str(dropped))

@@ -21,7 +21,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 __all__ = ["ProtoEncoder", "varint", "encode_any_value", "parse_partial_success"]
@@ -30,6 +32,7 @@ _VARINTS = [bytes((i,)) if i < 0x80 else bytes((i & 0x7F | 0x80, i >> 7)) for i 
 _pack_q = struct.Struct("<Q").pack
 _pack_d = struct.Struct("<d").pack
 _pack_i = struct.Struct("<I").pack
+_pack_times = struct.Struct("<BQBQ").pack  # Span start and end times: tag, fixed64, tag, fixed64
 _VALUE_CACHE_KEYS = 256    # distinct values a key may have before its values stop being cached
 _VALUE_CACHE_CHARS = 256   # longer values are never cached
 
@@ -99,8 +102,10 @@ class ProtoEncoder:
     """Encodes spans to OTLP protobuf bytes. One per exporter; used from one thread at a time."""
 
     def __init__(self) -> None:
-        self._keys: dict[Any, list[Any]] = {}  # key -> [key bytes, {str value: KeyValue bytes} or None]
+        self._keys: dict[Any, list[Any]] = {}  # key -> [key bytes, {str value: KeyValue bytes} or None, n]
         self._resources: dict[int, tuple[Resource | None, bytes]] = {}
+        self._names: dict[str, bytes] = {}        # span name -> its field
+        self._event_names: dict[str, bytes] = {}  # event name -> its field
         self._scopes: dict[int, tuple[InstrumentationScope | None, bytes]] = {}
 
     # -- attributes ----------------------------------------------------------------------------
@@ -109,42 +114,55 @@ class ProtoEncoder:
         if not attrs:
             return b""
         keys = self._keys
-        out = []
+        out: list[bytes] = []
+        add = out.extend
+        V = _VARINTS
         for k, v in attrs.items():
             entry = keys.get(k)
             if entry is None:
                 entry = self._key(k)
-            cache = entry[1]
             if type(v) is str:
+                cache = entry[1]
                 if cache is not None:
                     kv = cache.get(v)
                     if kv is not None:
-                        n = len(kv)
-                        out.append(tag + (_VARINTS[n] if n < 16384 else varint(n)) + kv)
+                        add((tag, V[len(kv)], kv) if len(kv) < 16384 else (tag, varint(len(kv)), kv))
                         continue
-                b = _utf8(v)
+                try:
+                    b = v.encode("utf-8")
+                except UnicodeEncodeError:  # a lone surrogate: protobuf strings must be valid UTF-8
+                    b = v.encode("utf-8", "replace")
                 n = len(b)
-                if n < 16000:  # the common case in one concatenation
-                    m = n + 1 + len(_VARINTS[n])
-                    kv = entry[0] + b"\x12" + _VARINTS[m] + b"\x0a" + _VARINTS[n] + b
-                else:
-                    kv = entry[0] + _field(b"\x12", _field(b"\x0a", b))
-                if cache is not None:
-                    if n > _VALUE_CACHE_CHARS or len(cache) >= _VALUE_CACHE_KEYS:
-                        entry[1] = None  # high cardinality (ids, hashes, inputs): stop caching this key
+                if n < 16000:
+                    vn = V[n]
+                    m = n + 1 + len(vn)      # AnyValue: tag, length, bytes
+                    vm = V[m]
+                    kvlen = entry[2] + len(vm) + m  # KeyValue: key field, value tag, length, AnyValue
+                    if cache is not None:
+                        kv = entry[0] + b"\x12" + vm + b"\x0a" + vn + b
+                        if n > _VALUE_CACHE_CHARS or len(cache) >= _VALUE_CACHE_KEYS:
+                            entry[1] = None  # high cardinality (ids, hashes, inputs): stop caching this key
+                        else:
+                            cache[v] = kv
+                        add((tag, V[kvlen] if kvlen < 16384 else varint(kvlen), kv))
                     else:
-                        cache[v] = kv
+                        add((tag, V[kvlen] if kvlen < 16384 else varint(kvlen), entry[0], b"\x12", vm, b"\x0a", vn, b))
+                    continue
+                kv = entry[0] + _field(b"\x12", _field(b"\x0a", b))
+            elif type(v) is float:
+                kv = entry[0] + b"\x12\x09\x21" + _pack_d(v)
             else:
                 try:
                     kv = entry[0] + _field(b"\x12", encode_any_value(v))
                 except TypeError:  # the SDK logs and skips such an attribute
                     continue
             n = len(kv)
-            out.append(tag + (_VARINTS[n] if n < 16384 else varint(n)) + kv)
+            add((tag, V[n] if n < 16384 else varint(n), kv))
         return b"".join(out)
 
     def _key(self, k: Any) -> list[Any]:
-        entry: list[Any] = [_field(b"\x0a", _utf8(str(k))), {}]
+        kb = _field(b"\x0a", _utf8(str(k)))
+        entry: list[Any] = [kb, {}, len(kb) + 1]  # key field, value cache, key field + value tag length
         if len(self._keys) < 4096:
             self._keys[k] = entry
         return entry
@@ -183,80 +201,125 @@ class ProtoEncoder:
     # -- spans ---------------------------------------------------------------------------------
     def span(self, s: ReadableSpan) -> bytes:
         """The ``Span`` message body of ``s``, as the SDK's ``_encode_span`` makes it."""
-        ctx = s.context
+        # ReadableSpan's own fields: its properties copy (events, links) or wrap (attributes) them.
+        ctx = s._context
+        if ctx is None:  # pragma: no cover - the SDK always sets it
+            raise ValueError(f"span {s.name!r} has no context")
         attrs = self._attributes
+        span_attrs = s._attributes
+        parent = s._parent
         parts = [b"\x0a\x10", ctx.trace_id.to_bytes(16, "big"), b"\x12\x08", ctx.span_id.to_bytes(8, "big")]
         ts = ctx.trace_state
         if ts:
             parts.append(_field(b"\x1a", _utf8(",".join(f"{k}={v}" for k, v in ts.items()))))
-        parent = s.parent
         if parent is not None:
             parts.append(b"\x22\x08")
             parts.append(parent.span_id.to_bytes(8, "big"))
-        if s.name:
-            parts.append(_field(b"\x2a", _utf8(s.name)))
-        parts.append(_KINDS[s.kind.value])
-        if s.start_time:
-            parts.append(b"\x39" + _pack_q(s.start_time))
-        if s.end_time:
-            parts.append(b"\x41" + _pack_q(s.end_time))
-        parts.append(attrs(b"\x4a", s.attributes))
-        if s.dropped_attributes:
-            parts.append(b"\x50" + varint(s.dropped_attributes))
-        for e in s.events:
-            body = (b"\x09" + _pack_q(e.timestamp) if e.timestamp else b"") \
-                + (_field(b"\x12", _utf8(e.name)) if e.name else b"") + attrs(b"\x1a", e.attributes)
-            if e.dropped_attributes:
-                body += b"\x20" + varint(e.dropped_attributes)
-            parts.append(_field(b"\x5a", body))
-        if s.dropped_events:
-            parts.append(b"\x60" + varint(s.dropped_events))
-        for link in s.links:
-            lc = link.context
-            body = b"\x0a\x10" + lc.trace_id.to_bytes(16, "big") + b"\x12\x08" + lc.span_id.to_bytes(8, "big") \
-                + attrs(b"\x22", link.attributes)
-            if link.dropped_attributes:
-                body += b"\x28" + varint(link.dropped_attributes)
-            body += b"\x35" + _pack_i(0x300 if lc.is_remote else 0x100)
-            parts.append(_field(b"\x6a", body))
-        if s.dropped_links:
-            parts.append(b"\x70" + varint(s.dropped_links))
-        status = s.status
+        name = self._names.get(s._name)
+        if name is None:
+            name = _field(b"\x2a", _utf8(s._name)) if s._name else b""
+            if len(self._names) < 4096:
+                self._names[s._name] = name
+        parts.append(name)
+        parts.append(_KINDS[s._kind.value])
+        start, end = s._start_time, s._end_time
+        if start and end:
+            parts.append(_pack_times(0x39, start, 0x41, end))
+        else:
+            if start:
+                parts.append(b"\x39" + _pack_q(start))
+            if end:
+                parts.append(b"\x41" + _pack_q(end))
+        if isinstance(span_attrs, BoundedAttributes):
+            if span_attrs.dropped:
+                parts.append(attrs(b"\x4a", span_attrs._dict) + b"\x50" + varint(span_attrs.dropped))
+            else:
+                parts.append(attrs(b"\x4a", span_attrs._dict))
+        else:
+            parts.append(attrs(b"\x4a", span_attrs))
+        events = s._events
+        if events:
+            names = self._event_names
+            for e in events:
+                ea = e._attributes
+                ename = names.get(e._name)
+                if ename is None:
+                    ename = _field(b"\x12", _utf8(e._name)) if e._name else b""
+                    if len(names) < 4096:
+                        names[e._name] = ename
+                body = (b"\x09" + _pack_q(e._timestamp) + ename) if e._timestamp else ename
+                if isinstance(ea, BoundedAttributes):
+                    body += attrs(b"\x1a", ea._dict)
+                    if ea.dropped:
+                        body += b"\x20" + varint(ea.dropped)
+                else:
+                    body += attrs(b"\x1a", ea)
+                n = len(body)
+                parts.append(b"\x5a" + (_VARINTS[n] if n < 16384 else varint(n)) + body)
+            if isinstance(events, BoundedList) and events.dropped:
+                parts.append(b"\x60" + varint(events.dropped))
+        links = s._links
+        if links:
+            for link in links:
+                lc = link.context
+                body = b"\x0a\x10" + lc.trace_id.to_bytes(16, "big") + b"\x12\x08" + lc.span_id.to_bytes(8, "big") \
+                    + attrs(b"\x22", link.attributes)
+                if link.dropped_attributes:
+                    body += b"\x28" + varint(link.dropped_attributes)
+                body += b"\x35" + _pack_i(0x300 if lc.is_remote else 0x100)
+                parts.append(_field(b"\x6a", body))
+            if isinstance(links, BoundedList) and links.dropped:
+                parts.append(b"\x70" + varint(links.dropped))
+        status = s._status
         if status is not None:
-            body = _field(b"\x12", _utf8(status.description)) if status.description else b""
-            if status.status_code.value:
-                body += b"\x18" + varint(status.status_code.value)
-            parts.append(_field(b"\x7a", body))
+            code = status._status_code.value
+            if code or status._description:
+                body = _field(b"\x12", _utf8(status.description)) if status.description else b""
+                if code:
+                    body += b"\x18" + varint(code)
+                parts.append(_field(b"\x7a", body))
+            else:
+                parts.append(b"\x7a\x00")
         parts.append(b"\x85\x01\x00\x03\x00\x00" if parent is not None and parent.is_remote
                      else b"\x85\x01\x00\x01\x00\x00")
         return b"".join(parts)
 
     def group(self, spans: Sequence[ReadableSpan], encoded: Sequence[bytes]) -> bytes:
         """An ``ExportTraceServiceRequest`` of already encoded spans, grouped by resource and scope
-        (first-seen order, as the SDK groups them)."""
+        (first-seen order, as the SDK groups them). Lengths are summed, the bytes joined once."""
         by_resource: dict[int, tuple[Resource | None, dict[int, tuple[InstrumentationScope | None, list[bytes]]]]] = {}
+        last_key, last = (-1, -1), None
         for s, b in zip(spans, encoded):
-            res = s.resource
-            entry = by_resource.get(id(res))
-            if entry is None:
-                entry = by_resource[id(res)] = (res, {})
-            scope = s.instrumentation_scope
-            scopes = entry[1]
-            se = scopes.get(id(scope))
-            if se is None:
-                se = scopes[id(scope)] = (scope, [])
-            se[1].append(_field(b"\x12", b))
-        out = []
+            res, scope = s._resource, s._instrumentation_scope
+            key = (id(res), id(scope))
+            if key != last_key:
+                entry = by_resource.get(key[0])
+                if entry is None:
+                    entry = by_resource[key[0]] = (res, {})
+                last = entry[1].get(key[1])
+                if last is None:
+                    last = entry[1][key[1]] = (scope, [])
+                last_key = key
+            last[1].append(b)  # type: ignore[index]
+        out: list[bytes] = []
+        V = _VARINTS
         for group_res, scopes in by_resource.values():
-            body = [self._resource(group_res)]
+            body: list[bytes] = [self._resource(group_res)]
             for scope, spans_b in scopes.values():
-                ss = self._scope(scope) + b"".join(spans_b)
+                ss: list[bytes] = [self._scope(scope)]
+                for b in spans_b:
+                    n = len(b)
+                    ss.append(b"\x12" + (V[n] if n < 16384 else varint(n)))
+                    ss.append(b)
                 if scope is not None and scope.schema_url:
-                    ss += _field(b"\x1a", _utf8(scope.schema_url))
-                body.append(_field(b"\x12", ss))
+                    ss.append(_field(b"\x1a", _utf8(scope.schema_url)))
+                n = sum(map(len, ss))
+                body.append(b"\x12" + varint(n))
+                body.extend(ss)
             if group_res is not None and group_res.schema_url:
                 body.append(_field(b"\x1a", _utf8(group_res.schema_url)))
-            out.append(_field(b"\x0a", b"".join(body)))
+            out.append(b"\x0a" + varint(sum(map(len, body))))
+            out.extend(body)
         return b"".join(out)
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:

@@ -1,0 +1,145 @@
+"""Latency a request thread sees while the export thread works at full load, in one run.
+
+    python benchmarks/bench_latency.py [--spans 30000] [--samples 2000]
+
+Starts the built collector (scripts/build-binaries.sh). For each exporter (the SDK's OTLP gRPC
+exporter, decisiontrail's), decision spans recorded beforehand are handed to the no-loss processor
+all at once (a queue big enough for all of them), so that its export thread (chain, encoding,
+transport) works flat out with no recording competing. Meanwhile a "request" thread does what a
+service thread does: it sleeps 1 ms (waiting on its socket), wakes and runs ~100 µs of Python.
+Its latency is from the moment it should wake to the end of its work; the same loop measured with
+the export thread idle is the baseline. Reported: p50 / p99 / max latency, idle and under export,
+and the p99 *added* latency (loaded p99 - idle p99). The target is <= 1 ms: the export thread must
+never hold the GIL for long stretches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+import decisiontrail
+from decisiontrail.recorder import set_recorder
+
+from _collector import running_collector  # benchmarks/_collector.py
+
+
+class Capture(SpanExporter):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+def make_spans(n: int) -> list[ReadableSpan]:
+    """Finished, unchained decision spans, as the recording thread hands them to the processor."""
+    capture = Capture()
+    cfg = decisiontrail.configure(exporter=capture, set_global=False, spool_dir=False, chain=False,
+                                  processor_options={"max_queue_size": n + 1})
+    for i in range(n):
+        decisiontrail.record_decision("credit", {"income": 52000 + i, "debt_ratio": 0.31, "years": 7},
+                                      {"p": 0.81}, label="approve", score=0.81)
+    cfg.force_flush(600_000)
+    cfg.shutdown()
+    set_recorder(None)
+    return capture.spans
+
+
+def work() -> int:
+    x = 0
+    for i in range(1500):  # ~100 µs of bytecode
+        x += i * i
+    return x
+
+
+def request_thread(samples: int, out: list[float], stop: threading.Event) -> None:
+    perf = time.perf_counter
+    for _ in range(samples):
+        if stop.is_set():
+            return
+        target = perf() + 0.001
+        time.sleep(0.001)
+        work()
+        out.append(perf() - target)
+
+
+def measure(samples: int, busy: threading.Event | None) -> list[float]:
+    out: list[float] = []
+    stop = threading.Event()
+    t = threading.Thread(target=request_thread, args=(samples, out, stop))
+    t.start()
+    if busy is not None:
+        busy.wait()  # the export thread finished: stop measuring
+        stop.set()
+    t.join()
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] * 1e6
+
+
+def loaded(variant: str, spans: list[ReadableSpan], samples: int, endpoint: str, work_dir: Path) -> list[float]:
+    os.environ["DECISIONTRAIL_EXPORTER"] = "sdk" if variant.startswith("SDK") else ""
+    cfg = decisiontrail.configure(endpoint=endpoint, set_global=False, spool_dir=work_dir / variant[:3],
+                                  processor_options={"max_queue_size": len(spans) + 1,
+                                                     "schedule_delay_millis": 60_000})
+    p = cfg.processor
+    done = threading.Event()
+    for s in spans[:2048]:  # warm up the channel and the caches
+        p.on_end(s)
+    cfg.force_flush(600_000)
+    with p._lock:  # hand everything over at once
+        p._queue.extend(spans)
+        p._flush_requested = True
+        p._not_empty.notify()
+
+    def watch() -> None:
+        cfg.force_flush(600_000)
+        done.set()
+    threading.Thread(target=watch, daemon=True).start()
+    t0 = time.perf_counter()
+    got = measure(samples, done)
+    elapsed = time.perf_counter() - t0
+    done.wait()
+    cfg.shutdown()
+    print(f"  {variant}: exported {len(spans)} spans in {elapsed:.2f} s while measuring ({len(got)} samples)")
+    return got
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spans", type=int, default=30_000)
+    ap.add_argument("--samples", type=int, default=100_000)
+    args = ap.parse_args()
+    spans = make_spans(args.spans)
+    work_dir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    results: dict[str, list[float]] = {}
+    with running_collector(work_dir) as collector:
+        idle = measure(2000, None)
+        for variant in ("SDK OTLP exporter", "decisiontrail exporter"):
+            results[variant] = loaded(variant, spans, args.samples, collector.grpc_endpoint, work_dir)
+        idle += measure(2000, None)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, switch interval "
+          f"{sys.getswitchinterval() * 1e3:.0f} ms; request: sleep 1 ms + ~100 µs of work; latency in µs")
+    print(f"{'':26}{'p50':>9}{'p99':>9}{'max':>9}{'p99 added':>11}")
+    print(f"{'idle':26}{pct(idle, .5):9.0f}{pct(idle, .99):9.0f}{max(idle) * 1e6:9.0f}{'-':>11}")
+    for v, got in results.items():
+        print(f"{v:26}{pct(got, .5):9.0f}{pct(got, .99):9.0f}{max(got) * 1e6:9.0f}"
+              f"{pct(got, .99) - pct(idle, .99):11.0f}")
+
+
+if __name__ == "__main__":
+    main()
