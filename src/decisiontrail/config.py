@@ -70,6 +70,7 @@ from .errors import ConfigurationError
 from .exporters.factory import PROTOCOLS, otlp_exporter, use_fast
 from .exporters.file import FileSpanExporter
 from .models import default_version
+from .pacing import Chunked
 from .processing import DURABILITY_MODES, ON_FULL_POLICIES, DecisionSpanProcessor
 from .recorder import Recorder, RecorderSettings, set_recorder
 from .redaction import RedactionPolicy
@@ -238,7 +239,8 @@ def build_processor(
         "block_timeout_millis": block_timeout_millis if block_timeout_millis is not None
         else _env_int("DECISIONTRAIL_BLOCK_TIMEOUT_MS", 1000),
         "fail_closed": fail_closed if fail_closed is not None else _env_bool("DECISIONTRAIL_FAIL_CLOSED", False),
-        "prepare": stage,
+        # in chunks: the export thread gives the GIL up between them (pacing.py)
+        "prepare": Chunked(stage),
         "dead_letter_dir": dead_letter_dir or os.environ.get("DECISIONTRAIL_DEAD_LETTER_DIR") or None,
         "durability": durability or _env_choice("DECISIONTRAIL_DURABILITY", DURABILITY_MODES, "async"),
         "exporter_factory": exporter_factory,

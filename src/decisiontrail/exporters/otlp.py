@@ -16,8 +16,8 @@ with one of the :class:`Answer` kinds:
 - ``REJECTED``: a permanent refusal (HTTP 4xx other than 408/413/429, gRPC INVALID_ARGUMENT…):
   *rejected*, never retried.
 
-Encoding yields the GIL every few spans (``time.sleep(0)``), so that request threads are not held
-up for long by the export thread.
+Encoding gives the GIL up every few spans (pacing.py), so that request threads are not held up for
+long by the export thread.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ..pacing import CHUNK_SPANS, pause
 from .delivery import Delivery
 
 __all__ = ["Answer", "Transport", "Encoder", "OTLPExporter", "DEFAULT_MAX_REQUEST_BYTES",
@@ -44,7 +45,6 @@ _log = logging.getLogger(__name__)
 DEFAULT_MAX_REQUEST_BYTES = 1_000_000
 DEFAULT_RETRY_MILLIS = 1000
 _MIN_LEARNED_CAP = 16 * 1024
-_CHUNK_SPANS = 16  # spans encoded between two yields of the GIL
 
 OK, TRANSIENT, FAILED, TOO_LARGE, REJECTED = "ok", "transient", "failed", "too large", "rejected"
 
@@ -90,10 +90,10 @@ class OTLPExporter(SpanExporter):
     def _encode(self, spans: Sequence[ReadableSpan]) -> list[bytes]:
         span = self.encoder.span
         out: list[bytes] = []
-        for start in range(0, len(spans), _CHUNK_SPANS):
+        for start in range(0, len(spans), CHUNK_SPANS):
             if start:
-                time.sleep(0)  # let waiting threads take the GIL between chunks
-            out.extend([span(s) for s in spans[start:start + _CHUNK_SPANS]])
+                pause()  # let waiting threads take the GIL between chunks
+            out.extend([span(s) for s in spans[start:start + CHUNK_SPANS]])
         return out
 
     def _requests(self, spans: Sequence[ReadableSpan], encoded: Sequence[bytes]
