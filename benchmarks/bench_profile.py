@@ -19,6 +19,10 @@ path (DecisionSpanProcessor, chain, spool) over OTLP gRPC, once with the SDK's O
                 ~1.4 µs per span, happens in the RPC and counts as transport)
   transport     the rest of the export call: the RPC and waiting for the collector's answer
   export CPU    the export thread's CPU time (chain + encoding + the CPU part of the transport)
+  recording CPU the inference thread's CPU time minus that of predict alone (measured first)
+
+On a loaded machine the wall-clock columns swell with the time the OS does not run the process;
+the two CPU columns are the steadier measure of the work itself.
 
 The hooks add well under a microsecond per decision. Absolute figures on a shared machine are noisy:
 compare the columns and the two rows of one run.
@@ -46,7 +50,8 @@ from decisiontrail.recorder import record_decision, set_recorder
 
 from _collector import running_collector  # benchmarks/_collector.py
 
-COLUMNS = ("recording", "on_end", "backpressure", "GIL wait", "chain", "encoding", "transport", "export CPU")
+COLUMNS = ("recording", "on_end", "backpressure", "GIL wait", "chain", "encoding", "transport", "export CPU",
+           "recording CPU")
 
 
 class Clock:
@@ -99,8 +104,15 @@ def export_thread_cpu() -> float:
     return 0.0
 
 
+def predict_cpu(n: int, clf: LogisticRegression, rows: list[np.ndarray]) -> float:
+    t0 = time.thread_time()
+    for i in range(n):
+        int(clf.predict(rows[i & 255])[0])
+    return (time.thread_time() - t0) / n * 1e6
+
+
 def one(variant: str, n: int, clf: LogisticRegression, rows: list[np.ndarray], work: Path, endpoint: str,
-        r: int) -> dict[str, float]:
+        r: int, predict_us: float) -> dict[str, float]:
     os.environ["DECISIONTRAIL_EXPORTER"] = "sdk" if variant == "before (SDK exporter)" else ""
     kwargs: dict[str, Any] = {"path": work / f"embedded-{r}"} if variant == "embedded" else {"endpoint": endpoint}
     cfg = decisiontrail.configure(service_name=f"profile-{r}", set_global=False, spool_dir=work / f"spool-{variant[:5]}-{r}",
@@ -131,6 +143,7 @@ def one(variant: str, n: int, clf: LogisticRegression, rows: list[np.ndarray], w
     out["on_end"] = max(0.0, (t["on_end"] - t["backpressure"]) / n * 1e6)  # _overflow runs inside on_end
     out["transport"] = max(0.0, out["transport"] - out["encoding"])
     out["export CPU"] = cpu / n * 1e6
+    out["recording CPU"] = max(0.0, thread / n * 1e6 - predict_us)
     out["µs/decision"] = wall / n * 1e6
     out["lost"] = stats.snapshot()["lost"]
     return out
@@ -151,14 +164,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-profile-"))
     with running_collector(work) as collector:
         for r in range(args.rounds):
+            predict_us = predict_cpu(args.n, clf, rows)
             for v in variants[r % len(variants):] + variants[:r % len(variants)]:
-                results[v].append(one(v, args.n, clf, rows, work, collector.grpc_endpoint, r))
+                results[v].append(one(v, args.n, clf, rows, work, collector.grpc_endpoint, r, predict_us))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, n={args.n} decisions x {args.rounds} rounds, "
           f"medians, µs per decision; collector: real binary, OTLP gRPC")
     cols = ("µs/decision", *COLUMNS, "lost")
-    print(f"{'variant':24}" + "".join(f"{c:>13}" for c in cols))
+    print(f"{'variant':24}" + "".join(f"{c:>14}" for c in cols))
     for v, rows_ in results.items():
-        print(f"{v:24}" + "".join(f"{statistics.median(x[c] for x in rows_):13.1f}" for c in cols))
+        print(f"{v:24}" + "".join(f"{statistics.median(x[c] for x in rows_):14.1f}" for c in cols))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
     python benchmarks/bench_recorder.py [--n 20000] [--rounds 7]
 
-(a) raw OpenTelemetry: start a span, add_event with equivalent (pre-encoded) attributes, end it;
+(s) the baseline: raw OpenTelemetry under the stock SDK set-up: a TracerProvider with the SDK's
+    BatchSpanProcessor, start a span, add_event with equivalent (pre-encoded) attributes, end it;
+(a) the same raw span + add_event under decisiontrail's provider and DecisionSpanProcessor;
 (b) ``@audited`` on a trivial predict (opens its own span, encodes, hashes, chains);
 (c) ``record_decision`` onto an existing recording span (the request's; each request span, opened
     outside the timing, takes 50 decisions, well under the SDK's 128 events per span);
@@ -13,9 +15,9 @@
 (g) ``record_outcome`` of a past decision (its own ``record outcome`` span, linked to the decision's);
 (h) ``record_review`` (an override with a label and a rationale, on its own linked span).
 
-All OTel variants share one TracerProvider and the DecisionSpanProcessor with an exporter that
-discards, so the figures are the producer's cost. Each round runs every variant for n decisions in
-turn; the report gives each variant's median over rounds and its ratio to (a).
+The OTel variants other than (s) share one TracerProvider and the DecisionSpanProcessor; every
+exporter discards, so the figures are the producer's cost. Each round runs every variant for n
+decisions in turn; the report gives each variant's median over rounds and its ratio to (s) and (a).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import decisiontrail
 from decisiontrail.encoding import DEFAULT_MAX_CHARS, FieldEncoder, canonical_json, sha256_hex
@@ -62,6 +64,15 @@ def main() -> None:
         "decision.input": canonical_json(INPUT), "decision.input.hash": sha256_hex(canonical_json(INPUT)),
         "decision.output": canonical_json(OUTPUT), "decision.label": "approve", "decision.score": 0.81,
     }
+
+    stock_provider = TracerProvider(shutdown_on_exit=False)
+    stock_bsp = BatchSpanProcessor(DiscardExporter())
+    stock_provider.add_span_processor(stock_bsp)
+    stock_tracer = stock_provider.get_tracer("bench")
+
+    def stock() -> None:
+        with stock_tracer.start_as_current_span("predict loan") as span:
+            span.add_event("model.decision", raw_attrs)
 
     def raw() -> None:
         with tracer.start_as_current_span("predict loan") as span:
@@ -118,6 +129,7 @@ def main() -> None:
                 fn()
             dt = time.perf_counter() - t0
         cfg.force_flush()
+        stock_bsp.force_flush()
         return dt / n * 1e6
 
     fields = FieldEncoder(DEFAULT_MAX_CHARS).encode
@@ -131,7 +143,8 @@ def main() -> None:
             sha256_hex(text)
             text = text[:DEFAULT_MAX_CHARS]
 
-    variants = {"(a) raw span + add_event": (raw, None), "(b) @audited": (audited, None),
+    variants = {"(s) raw span + add_event, stock BSP": (stock, None), "(a) raw span + add_event": (raw, None),
+                "(b) @audited": (audited, None),
                 "(c) record_decision onto span": (onto_span, True), "(d) logging JSON line": (log_line, None),
                 "(e) encode 10 fields (bounded)": (encode_after, None),
                 "(f) encode 10 fields (before)": (encode_before, None),
@@ -142,13 +155,15 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, (fn, around) in variants.items():
             results[name].append(timed(fn, args.n, around))
+    stock_base = statistics.median(results["(s) raw span + add_event, stock BSP"])
     base = statistics.median(results["(a) raw span + add_event"])
     print(f"python {sys.version.split()[0]}, n={args.n} x {args.rounds} rounds, medians")
-    print(f"{'variant':34} {'µs/record':>12} {'ratio to (a)':>13}")
+    print(f"{'variant':38} {'µs/record':>12} {'ratio to (s)':>13} {'ratio to (a)':>13}")
     for name, values in results.items():
         m = statistics.median(values)
-        print(f"{name:34} {m:12.2f} {m / base:13.2f}")
+        print(f"{name:38} {m:12.2f} {m / stock_base:13.2f} {m / base:13.2f}")
     cfg.shutdown()
+    stock_provider.shutdown()
 
 
 if __name__ == "__main__":

@@ -569,15 +569,17 @@ def audited(fn: F | None = None, *, model_name: str | None = None, model_version
             sig = None
         is_method = bool(sig and next(iter(sig.parameters), None) == "self")
 
+        extractors = [(key, extract) for key, extract in (("label", label), ("score", score),
+                                                           ("explanation", explanation),
+                                                           ("reason_codes", reason_codes)) if extract is not None]
+
         def outcome(result: Any) -> dict[str, Any]:
             out: dict[str, Any] = {}
-            for key, extract in (("label", label), ("score", score), ("explanation", explanation),
-                                 ("reason_codes", reason_codes)):
-                if extract is not None:
-                    try:
-                        out[key] = extract(result)
-                    except Exception as exc:  # a broken extractor must not break the prediction
-                        _log.warning("decisiontrail: %s extractor of %s failed: %r", key, name, exc)
+            for key, extract in extractors:
+                try:
+                    out[key] = extract(result)
+                except Exception as exc:  # a broken extractor must not break the prediction
+                    _log.warning("decisiontrail: %s extractor of %s failed: %r", key, name, exc)
             return out
 
         def split(args: tuple[Any, ...]) -> tuple[Any, ...]:
