@@ -1,6 +1,6 @@
 """End-to-end throughput: decisions/s from one process, over OTLP, to the collector's audit files.
 
-    python benchmarks/bench_e2e.py [--n 20000] [--protocol grpc|http/protobuf]
+    python benchmarks/bench_e2e.py [--n 20000] [--protocol grpc|http/protobuf|http/json]
 
 Starts the built collector (scripts/build-binaries.sh) with collector-config/otelcol.yaml on free
 ports and a temporary directory, records n decisions with ``record_decision`` inside request spans,
@@ -24,7 +24,7 @@ from _collector import running_collector  # benchmarks/_collector.py
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
-    ap.add_argument("--protocol", default="grpc", choices=("grpc", "http/protobuf"))
+    ap.add_argument("--protocol", default="grpc", choices=("grpc", "http/protobuf", "http/json"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     with running_collector(work) as collector:
