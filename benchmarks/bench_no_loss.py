@@ -17,9 +17,12 @@ the loop goes (faster than a Python OTLP exporter sends). Variants, each with it
   no-loss sync            no-loss on with durability="sync": each decision fsynced to the spool
                           before record_decision returns, delivered by the replay thread (its
                           "flush" waits for the spool to be delivered: drain())
+  embedded default        configure() without an endpoint: the same processor writing the local
+                          OTLP-JSON files (fsynced per batch), no collector
 
 Per variant (median over rounds): the producer's time per decision (the loop, i.e. what inference
-pays, backpressure included), its overhead over "predict only", decisions recorded per second and
+pays, backpressure included), its overhead over "predict only", decisions recorded per second (and
+that rate over the predict-only rate: "rate/predict") and
 decisions *delivered* per second (found in the collector's audit files, over the time from the first
 decision until the processor had flushed), and the decisions missing from the audit files.
 (For the recording cost alone, without export, see bench_recorder.py.)
@@ -55,7 +58,8 @@ from decisiontrail.store import iter_decisions
 
 from _collector import running_collector  # benchmarks/_collector.py
 
-VARIANTS = ("predict only", "stock BSP (defaults)", "no-loss off", "no-loss on", "no-loss signed", "no-loss sync")
+VARIANTS = ("predict only", "stock BSP (defaults)", "no-loss off", "no-loss on", "no-loss signed", "no-loss sync",
+            "embedded default")
 
 
 def setup(variant: str, service: str, endpoint: str, spool: Path) -> tuple[Callable[[], bool], Callable[[], None]]:
@@ -78,6 +82,10 @@ def setup(variant: str, service: str, endpoint: str, spool: Path) -> tuple[Calla
         cfg = decisiontrail.configure(endpoint=endpoint, service_name=service, set_global=False, spool_dir=spool,
                                       durability="sync")
         return (lambda: cfg.drain(600_000)), cfg.shutdown
+    if variant == "embedded default":
+        cfg = decisiontrail.configure(path=spool.parent / f"embedded-{service}", service_name=service,
+                                      set_global=False)
+        return (lambda: cfg.force_flush(600_000)), cfg.shutdown
     lossy = variant == "no-loss off"
     cfg = decisiontrail.configure(endpoint=endpoint, service_name=service, set_global=False,
                                   spool_dir=False if lossy else spool, on_full="drop" if lossy else None)
@@ -153,6 +161,9 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
                 producer[variant].append(produced / args.n * 1e6)
                 elapsed[service] = total
         per_service = settled_count(audit_dir)
+        for service, variant in services.items():
+            if variant == "embedded default":
+                per_service[service] = sum(1 for _ in iter_decisions(work / f"embedded-{service}"))
     finally:
         set_recorder(None)
 
@@ -162,10 +173,12 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
         stored[variant] += per_service[service]
         delivered[variant].append(per_service[service] / elapsed[service])
     base = statistics.median(producer["predict only"])
+    rate = {v: 1e6 / statistics.median(producer[v]) for v in variants}
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, n={args.n} decisions per burst, "
           f"{args.rounds} rounds interleaved, medians; collector: real binary, OTLP gRPC")
     head = (f"{'variant':22} {'µs/decision':>11} {'overhead µs':>11} {'recorded/s':>10} {'delivered/s':>11} "
             f"{'sent':>8} {'stored':>8} {'lost':>8} {'lost %':>7} {'spooled':>8}")
+    head += f" {'rate/predict':>12}"
     print(head)
     print("-" * len(head))
     for v in variants:
@@ -176,7 +189,8 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
             continue
         lost = sent[v] - stored[v]
         print(f"{v:22} {p:11.1f} {p - base:11.1f} {1e6 / p:10,.0f} {statistics.median(delivered[v]):11,.0f} "
-              f"{sent[v]:8d} {stored[v]:8d} {lost:8d} {100 * lost / sent[v]:6.1f}% {spooled[v]:8d}")
+              f"{sent[v]:8d} {stored[v]:8d} {lost:8d} {100 * lost / sent[v]:6.1f}% {spooled[v]:8d} "
+              f"{rate[v] / rate['predict only']:12.2f}")
     if "no-loss on" in producer and "no-loss signed" in producer:
         on, signed = producer["no-loss on"], producer["no-loss signed"]
         paired = [b / a - 1 for a, b in zip(on, signed)]  # the two ran next to each other in each round
