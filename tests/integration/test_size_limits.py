@@ -19,6 +19,10 @@ from typing import Any
 
 import pytest
 from integration_support import CollectorProcess, wait_until
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 import decisiontrail
 from decisiontrail import record_decision, stats
@@ -166,3 +170,29 @@ def test_an_endpoint_redirecting_for_10_s_counts_as_failure_then_everything_is_r
     assert gateway.answered.get(302, 0) >= 1
     assert stats.snapshot()["lost"] == 0
     assert any("302" in r.getMessage() and "redirect" in r.getMessage() for r in caplog.records)
+
+
+def test_partial_success_rejecting_every_span_is_dead_lettered_not_exported(
+        collector_factory: Callable[..., CollectorProcess], configured: Callable[..., Configuration],
+        caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    collector = collector_factory(jaeger=None)
+
+    def reject_all(body: bytes) -> tuple[int, dict[str, str], bytes]:
+        n = sum(len(ss.spans) for rs in ExportTraceServiceRequest.FromString(body).resource_spans
+                for ss in rs.scope_spans)
+        reply = ExportTraceServiceResponse(partial_success={"rejected_spans": n, "error_message": "quota"})
+        return 200, {"Content-Type": "application/x-protobuf"}, reply.SerializeToString()
+
+    gateway = Gateway(collector.otlp_http_endpoint, reject_all)
+    cfg = configured(gateway.url, protocol="http/protobuf")
+    with caplog.at_level(logging.WARNING, logger="decisiontrail"):
+        ids = {record_decision("refused", {"i": i}, 0) for i in range(1730)}
+        assert not cfg.drain(60_000)  # something was not delivered: drain says so
+    snap = stats.snapshot()
+    assert snap["exported"] == 0 and snap["lost"] == 0
+    assert snap["dead_lettered"] == len(ids)
+    assert any("partial_success" in r.getMessage() for r in caplog.records)
+    dead = b"".join(p.read_bytes() for p in (tmp_path / "spool").rglob("*") if p.is_file()
+                    and "dead" in str(p.relative_to(tmp_path)))
+    assert all(i.encode() in dead for i in ids)
+    assert not stored_ids(collector)
