@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,17 +171,17 @@ def test_compaction_sigkilled_midway_then_rerun_gives_the_same_warehouse(tmp_pat
     code = ("import sys; from decisiontrail.store.warehouse import compact; "
             "compact([sys.argv[1]], sys.argv[2], commit_bytes=60_000, chunk_bytes=30_000)")
     killed = 0
-    for delay in (1.0, 2.0):
-        wh = tmp_path / f"wh-{delay}"
+    for stage in ("_staging", "MANIFEST"):  # killed once running, and once after its first commit
+        wh = tmp_path / f"wh-{stage}"
         p = subprocess.Popen([sys.executable, "-c", code, str(data), str(wh)])
-        try:
-            p.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
+        while p.poll() is None and not (wh / stage).exists():
+            time.sleep(0.005)
+        if p.poll() is None:
             p.kill()
             killed += 1
         p.wait()
         compact([data], wh, commit_bytes=60_000, chunk_bytes=30_000)
-        assert _snapshot(data, wh) == expected, f"killed after {delay}s"
+        assert _snapshot(data, wh) == expected, f"killed at {stage}"
         shutil.rmtree(wh)
     assert killed, "every run finished before the kill: the test proved nothing"
 
