@@ -11,18 +11,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import decisiontrail
 from decisiontrail import DecisionLostError, record_decision, stats
-from decisiontrail.chain import ChainStage, HashChain
 from decisiontrail.conventions import SpanAttributes as S
 from decisiontrail.deadletter import decision_ids, read_dead_letters
 from decisiontrail.exporters.delivery import Delivery
-from decisiontrail.processing import DecisionSpanProcessor
 from decisiontrail.recorder import set_recorder
 from decisiontrail.spool import Spool
+from processor_support import decide, make
 
 
 class Judge(SpanExporter):
@@ -63,22 +62,6 @@ def zero_stats() -> Iterator[None]:
     yield
 
 
-def make(exporter: SpanExporter, spool: Spool | None, **options: object) -> tuple[DecisionSpanProcessor, TracerProvider]:
-    settings: dict[str, object] = {"schedule_delay_millis": 20, "replay_min_backoff_millis": 20,
-                                   "replay_max_backoff_millis": 100, "prepare": ChainStage(HashChain())}
-    processor = DecisionSpanProcessor(exporter, spool=spool, **(settings | options))  # type: ignore[arg-type]
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(processor)
-    return processor, provider
-
-
-def decide(provider: TracerProvider, i: int) -> str:
-    did = f"0000000{i:09d}"
-    with provider.get_tracer("t").start_as_current_span("predict m") as span:
-        span.add_event("model.decision", {"decision.id": did, "model.name": "m", "decision.input": str(i),
-                                          "decision.output": "1"})
-        span.set_attribute(S.DECISION_COUNT, 1)
-    return did
 
 
 def test_rejected_spans_are_dead_lettered_counted_logged_and_never_retried(

@@ -19,13 +19,14 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 import decisiontrail
 from decisiontrail import DecisionLostError, record_decision, stats
-from decisiontrail.chain import ChainStage, HashChain, verify
+from decisiontrail.chain import verify
 from decisiontrail.conventions import SpanAttributes as S
 from decisiontrail.exporters.file import FileSpanExporter
 from decisiontrail.processing import DecisionSpanProcessor
 from decisiontrail.recorder import set_recorder
 from decisiontrail.spool import Spool
 from decisiontrail.store.reader import ReadStats, iter_decisions
+from processor_support import decide, make
 
 
 class Store(SpanExporter):
@@ -64,24 +65,6 @@ def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "store")
 
 
-def make(exporter: SpanExporter, spool: Spool | None = None, **options: object
-         ) -> tuple[DecisionSpanProcessor, TracerProvider]:
-    settings: dict[str, object] = {"schedule_delay_millis": 20, "replay_min_backoff_millis": 20,
-                                   "replay_max_backoff_millis": 100, "prepare": ChainStage(HashChain())}
-    processor = DecisionSpanProcessor(exporter, spool=spool, **(settings | options))  # type: ignore[arg-type]
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(processor)
-    return processor, provider
-
-
-def decide(provider: TracerProvider, i: int) -> str:
-    """One decision span, as the recorder makes it (event + decision.count)."""
-    did = f"0000000{i:09d}"
-    with provider.get_tracer("t").start_as_current_span("predict m") as span:
-        span.add_event("model.decision", {"decision.id": did, "model.name": "m", "decision.input": str(i),
-                                          "decision.output": "1"})
-        span.set_attribute(S.DECISION_COUNT, 1)
-    return did
 
 
 def plain(provider: TracerProvider) -> None:
