@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from decisiontrail import recorder as recorder_module
+from decisiontrail.recorder import recording as recorder_module
 from decisiontrail.autoconfig import ProcessorFactory
 from decisiontrail.exporters.file import FileSpanExporter
 from decisiontrail.recorder import Recorder
