@@ -37,7 +37,9 @@ from .encoding import to_jsonable
 from .errors import InvalidRecordError, RecordingError
 from .ids import new_decision_id
 from .recorder import AttributeValue, Recorder, get_recorder
+from .recorder.spans import set_start_attributes
 from .redaction import REDACTED
+from .sampling import AuditStart
 
 __all__ = ["record_outcome", "record_review", "OUTCOME_SPAN", "REVIEW_SPAN"]
 
@@ -125,10 +127,12 @@ def _record(rec: Recorder, event: str, span_name: str, decision_id: str, build: 
         if redacted:
             attrs[D.REDACTED] = redacted
     # decision.audit makes AuditSampler keep the span; emit() sets decision.audit.records on it.
-    span = rec.tracer.start_span(span_name, links=[link] if link is not None else None,
-                                 attributes={S.DECISION_AUDIT: True})
+    start = AuditStart({S.DECISION_AUDIT: True})
+    span = rec.tracer.start_span(span_name, links=[link] if link is not None else None, attributes=start)
     try:
-        if not span.is_recording():
+        if span.is_recording():
+            set_start_attributes(span, start)
+        else:
             rec.lost(record_id, "its span is not recording (sampled out; configure AuditSampler)")
             return record_id
         rec.emit(span, attrs, event=event)  # every value is bounded and of an attribute type

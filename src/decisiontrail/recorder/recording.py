@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import Span, Tracer
 
 from .. import stats
@@ -29,10 +28,12 @@ from ..errors import DecisionLostError, RecordingError
 from ..ids import new_decision_id, new_decision_ids, offset_id
 from ..losses import raise_pending
 from ..models import ModelIdentity
+from ..sampling import AuditStart
 from ..subjects import subject_attributes
 from ..version import __version__
 from .building import RecordBuilder
 from .settings import RecorderSettings
+from .spans import add_audit_event, has_room, set_start_attributes
 
 __all__ = ["Recorder"]
 
@@ -59,25 +60,21 @@ class Recorder(RecordBuilder):
         scoped = subject_attributes(self.settings.redaction, self.settings.max_chars)
         if scoped:
             _add_scoped(attrs, scoped)
-        add = getattr(span, "_add_event", None) if validated else None
-        if add is not None:
+        key = S.DECISION_COUNT if event == DECISION_EVENT else S.AUDIT_RECORDS
+        if validated:
             # The SDK's add_event re-validates every attribute (~0.9 µs each); ours are valid by
-            # construction (str, int, float, bool and lists of str/float), so append the Event as is.
-            add(Event(event, attrs, time.time_ns()))
+            # construction (str, int, float, bool and lists of str/float): appended as they are.
+            add_audit_event(span, event, attrs, time.time_ns(), key, decisions)
         else:
             span.add_event(event, attrs, time.time_ns())
-        key = S.DECISION_COUNT if event == DECISION_EVENT else S.AUDIT_RECORDS
-        current = getattr(span, "attributes", None)
-        span.set_attribute(key, (current.get(key, 0) if current else 0) + decisions)
+            current = getattr(span, "attributes", None)
+            span.set_attribute(key, (current.get(key, 0) if current else 0) + decisions)
         stats.add_local("recorded", decisions)
 
     def has_room(self, span: Span) -> bool:
         """False when one more event would push an older one out of the span (the SDK keeps 128
         by default and drops the oldest silently)."""
-        events = getattr(span, "_events", None)
-        dq = getattr(events, "_dq", None)
-        maxlen = getattr(dq, "maxlen", None)
-        return maxlen is None or len(dq) < maxlen  # type: ignore[arg-type]
+        return has_room(span)
 
     def record_batch(self, model: Any, rows: Any, outputs: Any, *, version: str | None = None,
                      labels: Sequence[Any] | None = None, scores: Sequence[float] | None = None,
@@ -166,10 +163,13 @@ class Recorder(RecordBuilder):
             raise RecordingError(f"decision {attrs.get(D.ID)} recorded incompletely: {attrs[D.ERROR]}")
 
     def start_span(self, ident: ModelIdentity) -> Span:
-        # decision.audit and model.name let AuditSampler keep this span whatever the trace sampler says.
-        return self.tracer.start_span(
-            f"predict {ident.name}", attributes={S.DECISION_AUDIT: True, M.NAME: ident.name}
-        )
+        # decision.audit and model.name let AuditSampler keep this span whatever the trace sampler
+        # says; it leaves setting them to us (sampling.AuditStart), valid as they are.
+        attrs = AuditStart({S.DECISION_AUDIT: True, M.NAME: ident.name})
+        span = self.tracer.start_span(f"predict {ident.name}", attributes=attrs)
+        if span.is_recording():
+            set_start_attributes(span, attrs)
+        return span
 
     def lost(self, decision_id: str, why: str) -> None:
         stats.add("unrecorded")

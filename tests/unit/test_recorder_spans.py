@@ -1,0 +1,120 @@
+"""The recorder's direct span writes (recorder/spans.py, sampling.AuditStart) store exactly what the
+SDK's public calls would have stored: same attributes, same order, same limits applied."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
+from opentelemetry.trace.span import TraceState
+
+from decisiontrail.conventions import DECISION_EVENT
+from decisiontrail.conventions import ModelAttributes as M
+from decisiontrail.conventions import SpanAttributes as S
+from decisiontrail.models import ModelIdentity
+from decisiontrail.recorder import Recorder, RecorderSettings
+from decisiontrail.recorder.spans import add_audit_event, has_room
+from decisiontrail.sampling import AuditSampler, AuditStart
+
+
+def _provider(audit: bool = True, limits: SpanLimits | None = None) -> tuple[TracerProvider, InMemorySpanExporter]:
+    sampler = AuditSampler(ParentBased(ALWAYS_ON)) if audit else ALWAYS_ON
+    provider = TracerProvider(sampler=sampler, span_limits=limits, shutdown_on_exit=False)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def _reference(provider: TracerProvider, name: str, events: list[dict[str, Any]]) -> ReadableSpan:
+    """The same span made with the SDK's public calls only (what the recorder did before)."""
+    tracer = provider.get_tracer("reference")
+    span = tracer.start_span(f"predict {name}", attributes={S.DECISION_AUDIT: True, M.NAME: name})
+    for n, attrs in enumerate(events, 1):
+        span.add_event(DECISION_EVENT, attrs)
+        span.set_attribute(S.DECISION_COUNT, n)
+    span.end()
+    return span  # type: ignore[return-value]
+
+
+def _recorded(provider: TracerProvider, name: str, events: list[dict[str, Any]]) -> ReadableSpan:
+    rec = Recorder(RecorderSettings(), tracer_provider=provider)
+    span = rec.start_span(ModelIdentity(name))
+    for attrs in events:
+        rec.emit(span, dict(attrs))
+    span.end()
+    return span  # type: ignore[return-value]
+
+
+EVENTS = [{"decision.id": "a", "decision.input": "{}"}, {"decision.id": "b", "decision.input": "[1]"}]
+
+
+@pytest.mark.parametrize("audit", [True, False], ids=["AuditSampler", "plain sampler"])
+@pytest.mark.parametrize("limits", [None, SpanLimits(max_span_attribute_length=4), SpanLimits(max_span_attributes=2)],
+                         ids=["default limits", "short values", "two attributes"])
+def test_decision_spans_hold_what_the_public_calls_would(audit: bool, limits: SpanLimits | None) -> None:
+    provider, _ = _provider(audit, limits)
+    expected = _reference(provider, "loan-model", EVENTS)
+    got = _recorded(provider, "loan-model", EVENTS)
+    assert list(got.attributes.items()) == list(expected.attributes.items())  # type: ignore[union-attr]
+    assert got.dropped_attributes == expected.dropped_attributes
+    assert [e.name for e in got.events] == [DECISION_EVENT, DECISION_EVENT]
+    assert [dict(e.attributes or {}) for e in got.events] == EVENTS
+    assert got.name == expected.name == "predict loan-model"
+
+
+def test_default_limits_keep_the_start_attributes_in_order() -> None:
+    provider, exporter = _provider()
+    _recorded(provider, "loan", EVENTS[:1])
+    (span,) = exporter.get_finished_spans()
+    assert list(span.attributes.items()) == [  # type: ignore[union-attr]
+        (S.DECISION_AUDIT, True), (M.NAME, "loan"), (S.DECISION_COUNT, 1)]
+
+
+def test_audit_sampler_keeps_audit_start_spans_and_leaves_their_attributes_to_the_opener() -> None:
+    sampler = AuditSampler(ALWAYS_ON)
+    start = AuditStart({S.DECISION_AUDIT: True, M.NAME: "loan"})
+    result = sampler.should_sample(None, 1, "predict loan", attributes=start)
+    assert result.decision is Decision.RECORD_AND_SAMPLE and dict(result.attributes) == {}
+    plain = sampler.should_sample(None, 1, "predict loan", attributes=dict(start))
+    assert plain.decision is Decision.RECORD_AND_SAMPLE and dict(plain.attributes) == dict(start)
+    # under a parent with a trace state of its own, that state is kept (not the shared default)
+    state = TraceState([("vendor", "x")])
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(trace.SpanContext(
+        1, 2, is_remote=True, trace_flags=trace.TraceFlags(0), trace_state=state)))
+    child = sampler.should_sample(parent, 1, "predict loan", attributes=start)
+    assert child.decision is Decision.RECORD_AND_SAMPLE and child.trace_state is state
+
+
+def test_an_event_for_an_ended_span_is_refused_as_the_sdk_refuses_it() -> None:
+    provider, _ = _provider()
+    span: Any = provider.get_tracer("t").start_span("request")
+    span.end()
+    add_audit_event(span, DECISION_EVENT, {"decision.id": "late"}, 1, S.DECISION_COUNT, 1)
+    assert len(span.events) == 0 and S.DECISION_COUNT not in span.attributes
+
+
+def test_threads_recording_onto_one_span_lose_no_count() -> None:
+    provider, _ = _provider()
+    rec = Recorder(RecorderSettings(), tracer_provider=provider)
+    request: Any = provider.get_tracer("t").start_span("request")
+    barrier = threading.Barrier(4)
+
+    def work() -> None:
+        barrier.wait()
+        for i in range(25):
+            rec.record("loan", {"i": i}, i, span=request)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(request.events) == 100 and request.attributes[S.DECISION_COUNT] == 100
+    assert has_room(request)  # 100 of the SDK's 128
+    request.end()
