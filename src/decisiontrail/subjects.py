@@ -40,6 +40,7 @@ __all__ = ["Subject", "using_subject", "current_subject", "subject_attributes", 
 
 _KEY = context.create_key("decisiontrail-subject")
 _MAX_KEY = 200  # characters of a business key's name (its attribute name is decision.key.<name>)
+_opened = False  # a scope was opened in this process: until then every decision skips the lookup
 
 
 def pseudonym_of(value: Any, secret: str | bytes) -> str:
@@ -111,6 +112,8 @@ def using_subject(subject_id: Any = None, /, **keys: Any) -> Iterator[Subject]:
     merged = dict(outer.keys) if outer else {}
     merged.update({str(k)[:_MAX_KEY]: _text(v) for k, v in keys.items() if v is not None})
     scope = Subject(sid, merged)
+    global _opened
+    _opened = True
     token = context.attach(context.set_value(_KEY, scope))
     try:
         yield scope
@@ -127,6 +130,8 @@ def current_subject() -> Subject | None:
 def subject_attributes(policy: RedactionPolicy, max_chars: int) -> dict[str, Any] | None:
     """The attributes the current scope adds to a decision (bounded to ``max_chars``), or None
     outside any scope."""
+    if not _opened:
+        return None
     scope = context.get_value(_KEY)
     if scope is None or not isinstance(scope, Subject):
         return None

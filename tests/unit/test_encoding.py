@@ -11,7 +11,7 @@ from collections import namedtuple
 import numpy as np
 import pandas as pd
 
-from decisiontrail.encoding import canonical_json, encode, sha256_hex, to_jsonable
+from decisiontrail.encoding import Bounded, canonical_json, encode, sha256_hex, to_jsonable
 
 
 def loads(value: object) -> object:
@@ -150,3 +150,21 @@ def test_raising_iterables_do_not_escape() -> None:
             raise OSError("boom")
 
     assert isinstance(canonical_json({"m": BadMap(a=1)}), str)
+
+
+class _ArraySubclass(np.ndarray):
+    """Not exactly numpy.ndarray: encoded by the general path, not the plain-array shortcut."""
+
+
+def test_plain_arrays_encode_as_the_general_path_does() -> None:
+    from decisiontrail.encoding import FieldEncoder
+
+    encoder = FieldEncoder(2000)
+    arrays = [np.random.RandomState(0).rand(1, 4), np.arange(3, dtype=np.int8), np.array([1.5, np.nan]),
+              np.array(["a", "b"]), np.array([np.datetime64("2020-01-01")]), np.array([{"a": 1}], dtype=object),
+              np.zeros((0, 3)), np.array([True, False]), np.array([1 + 2j]), np.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")])]
+    for arr in arrays:
+        fast, general = encoder(arr, "input"), encoder(arr.view(_ArraySubclass), "input")
+        assert fast == general, arr
+    big = encoder(np.zeros((40, 40)), "input")  # more elements than the cap allows: by its structure
+    assert isinstance(big, Bounded) and '"$truncated":"ndarray"' in big.text

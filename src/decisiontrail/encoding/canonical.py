@@ -92,6 +92,12 @@ def guarded_dumps(max_elements: int) -> Callable[[Any], str]:
     found = _guarded.get(max_elements)
     if found is None:
         def default(o: Any) -> Any:
+            if type(o) is _ndarray[0] and o.dtype.kind not in "MmO":
+                # A plain numeric array (a model's input row): what the general path below ends
+                # in (_convert_numpy), without its table of types (~1 µs an array).
+                if o.size > max_elements:
+                    raise TooLarge
+                return o.tolist()
             if size_hint(o) > max_elements:
                 raise TooLarge
             return _default(o)
@@ -162,9 +168,13 @@ def _convert_leaf(o: Any) -> Any:  # noqa: C901 - one flat table of types
     return _NOT_LEAF
 
 
+_ndarray: list[Any] = [None]  # numpy.ndarray, once an array was met (numpy is not imported for it)
+
+
 def _convert_numpy(o: Any) -> Any:
     import numpy as np
 
+    _ndarray[0] = np.ndarray
     if isinstance(o, np.ndarray):
         if o.dtype.kind in "Mm":  # datetime64 / timedelta64
             return o.astype(str).tolist()
