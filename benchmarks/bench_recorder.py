@@ -1,6 +1,6 @@
 """Per-decision cost of recording, in one process and one run, interleaved.
 
-    python benchmarks/bench_recorder.py [--n 20000] [--rounds 7]
+    python benchmarks/bench_recorder.py [--n 20000] [--rounds 7] [--profile b]
 
 (s) the baseline: raw OpenTelemetry under the stock SDK set-up: a TracerProvider with the SDK's
     BatchSpanProcessor, start a span, add_event with equivalent (pre-encoded) attributes, end it;
@@ -17,15 +17,22 @@
 
 The OTel variants other than (s) share one TracerProvider and the DecisionSpanProcessor; every
 exporter discards, so the figures are the producer's cost. Each round runs every variant for n
-decisions in turn; the report gives each variant's median over rounds and its ratio to (s) and (a).
+decisions in turn; the report gives each variant's median over rounds, the part of it spent in the
+garbage collector (``gc.callbacks``: the spans a queue holds are traversed by every full
+collection, so a no-loss queue that holds the whole round costs more here than the stock BSP, which
+holds at most 2048 spans and drops the rest) and its ratio to (s) and (a). ``--profile b`` then runs
+variant (b) under cProfile and prints where its time goes (functions by own time).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import gc
 import json
 import logging
 import os
+import pstats
 import statistics
 import sys
 import tempfile
@@ -55,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--profile", metavar="LETTER", help="profile one variant (a letter, e.g. b) after the rounds")
     args = ap.parse_args()
 
     # The stock BatchSpanProcessor logs each span it drops from a full queue: not the cost measured.
@@ -112,7 +120,18 @@ def main() -> None:
         logger.info(json.dumps({"model": "loan", "version": "1", "input": INPUT, "output": OUTPUT,
                                 "timestamp": time.time()}))
 
-    def timed(fn: Callable[[], None], n: int, around: object = None) -> float:
+    in_gc = [0.0, 0.0]  # seconds in collections, start of the current one
+
+    def collecting(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            in_gc[1] = time.perf_counter()
+        else:
+            in_gc[0] += time.perf_counter() - in_gc[1]
+
+    gc.callbacks.append(collecting)
+
+    def timed(fn: Callable[[], None], n: int, around: object = None) -> tuple[float, float]:
+        in_gc[0] = 0.0
         if around is not None:
             per_span = 50
             spans = [tracer.start_span("POST /loans") for _ in range(-(-n // per_span))]
@@ -130,9 +149,10 @@ def main() -> None:
             for _ in range(n):
                 fn()
             dt = time.perf_counter() - t0
+        spent_in_gc = in_gc[0]
         cfg.force_flush()
         stock_bsp.force_flush()
-        return dt / n * 1e6
+        return dt / n * 1e6, spent_in_gc / n * 1e6
 
     fields = FieldEncoder(DEFAULT_MAX_CHARS).encode
 
@@ -152,18 +172,38 @@ def main() -> None:
                 "(f) encode 10 fields (before)": (encode_before, None),
                 "(g) record_outcome": (outcome, None), "(h) record_review": (review, None)}
     results: dict[str, list[float]] = {k: [] for k in variants}
+    gc_share: dict[str, list[float]] = {k: [] for k in variants}
     for name, (fn, around) in variants.items():  # warm-up
         timed(fn, 1000, around)
     for _ in range(args.rounds):
         for name, (fn, around) in variants.items():
-            results[name].append(timed(fn, args.n, around))
+            per_record, in_collections = timed(fn, args.n, around)
+            results[name].append(per_record)
+            gc_share[name].append(in_collections)
     stock_base = statistics.median(results["(s) raw span + add_event, stock BSP"])
     base = statistics.median(results["(a) raw span + add_event"])
     print(f"python {sys.version.split()[0]}, n={args.n} x {args.rounds} rounds, medians")
-    print(f"{'variant':38} {'µs/record':>12} {'ratio to (s)':>13} {'ratio to (a)':>13}")
+    print(f"{'variant':38} {'µs/record':>12} {'of it in gc':>12} {'ratio to (s)':>13} {'ratio to (a)':>13}")
     for name, values in results.items():
         m = statistics.median(values)
-        print(f"{name:38} {m:12.2f} {m / stock_base:13.2f} {m / base:13.2f}")
+        print(f"{name:38} {m:12.2f} {statistics.median(gc_share[name]):12.2f} {m / stock_base:13.2f} "
+              f"{m / base:13.2f}")
+    if args.profile:
+        (name,) = [k for k in variants if k.startswith(f"({args.profile})")]
+        fn, around = variants[name]
+        profile = cProfile.Profile()
+
+        def loop() -> None:  # the variant's calls only (timed() also flushes, and opens request spans)
+            for _ in range(args.n):
+                fn()
+
+        if around is not None:
+            profile.runcall(timed, fn, args.n, around)
+        else:
+            profile.runcall(loop)
+        cfg.force_flush()
+        print(f"\n{name} under cProfile (n={args.n}; the profiler inflates small calls):")
+        pstats.Stats(profile).sort_stats("tottime").print_stats(20)
     cfg.shutdown()
     stock_provider.shutdown()
 
