@@ -25,6 +25,10 @@ from decisiontrail.store.protocol import open_store
 from decisiontrail.store.query import Query
 from decisiontrail.store.warehouse import WarehouseStore, compact
 from decisiontrail.store.warehouse.layout import load_manifest
+from decisiontrail.subjects import pseudonym_of
+
+SUBJECT_3 = pseudonym_of("S-3", "s")
+
 
 def dicts(records: Iterator[Any]) -> list[dict[str, Any]]:
     return sorted((r.to_dict() for r in records), key=lambda d: d["decision_id"])
@@ -41,7 +45,7 @@ def warehouse_rows(data: Path, wh: Path, q: Query | None = None) -> list[dict[st
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     d = tmp_path / "data"
-    record(d, 60, batch=300)
+    record(d, 60, batch=300, subjects=True)
     return d
 
 
@@ -62,6 +66,11 @@ def test_reading_through_the_warehouse_gives_what_the_files_give(data: Path) -> 
     Query(where=[("input.nested.k.1", "x"), ("decision.label", "approve")]),
     Query(where=[("input.nested.k.0", "9")]), Query(where=[("decision.reason_codes", "x")]),
     Query(where=[("output.p", "0.5")]), Query(limit=7), Query(model="nope"),
+    # Subject and business keys: columns of their own (a column filter, not a parse of every row).
+    Query(where=[("decision.key.loan_id", "L-12")]), Query(where=[("decision.key.loan_id", "")]),
+    Query(where=[("decision.key.rank", "9")]), Query(where=[("decision.key.rank", "null")]),
+    Query(where=[("enduser.pseudo.id", SUBJECT_3)]), Query(where=[("enduser.pseudo.id", "None")]),
+    Query(where=[("enduser.id", "S-3")]), Query(where=[("model_version", "2"), ("trace_id", "nope")]),
 ], ids=repr)
 def test_filters_run_in_duckdb_with_the_file_readers_meaning(data: Path, q: Query) -> None:
     compact([data])

@@ -14,11 +14,17 @@ import re
 from typing import Any
 
 from ..query import Query
-from .schema import DECISION_COLUMNS
+from .schema import DECISION_COLUMNS, KEY_PREFIX, KEYS
 
 __all__ = ["where_sql", "field_sql", "date_bounds"]
 
 _BY_ATTRIBUTE = {c.attribute: c.name for c in DECISION_COLUMNS if c.attribute}
+_STRING_COLUMNS = {**{c.attribute: c.name for c in DECISION_COLUMNS if c.attribute and c.sql_type == "VARCHAR"},
+                   **{c.name: c.name for c in DECISION_COLUMNS if c.sql_type == "VARCHAR"},
+                   "trace_id": "trace_id", "span_id": "span_id", "service_name": "service_name",
+                   "span_name": "span_name"}
+"""Fields held in a VARCHAR column, by attribute and by flat name."""
+_NULL_WORDS = ("", "null", "None")
 _FLAT = {c.name for c in DECISION_COLUMNS} | {"trace_id", "span_id", "service_name", "span_name",
                                                "time_unix_nano"}
 _JSON_COLUMNS = {"input", "output", "explanation"}
@@ -46,6 +52,17 @@ def field_sql(key: str) -> tuple[str, list[Any], str | None]:
 
 
 def _same_sql(key: str, wanted: str) -> tuple[str, list[Any]]:
+    column = _STRING_COLUMNS.get(key)
+    if column is not None and wanted not in _NULL_WORDS:
+        # A string column equals the value exactly: a plain filter DuckDB pushes into the Parquet scan.
+        return f"{column} = ?", [wanted]
+    if key.startswith(KEY_PREFIX):
+        name = key[len(KEY_PREFIX):]
+        if _PLAIN.match(wanted) and not _NUMBER.match(wanted) and wanted.lower() not in ("true", "false", "null", "none"):
+            # Only a string can equal such a value, and string keys are in the keys column.
+            return f"{KEYS}[?] = ?", [name, wanted]
+        return (f"dt_same(coalesce(to_json({KEYS}[?]), json_extract(attributes, ?)), ?)",
+                [name, _pointer([key]), wanted])
     expr, params, text_column = field_sql(key)
     if text_column is not None and _PLAIN.match(wanted) and not _NUMBER.match(wanted) \
             and wanted.lower() not in ("true", "false", "null", "none"):

@@ -8,25 +8,32 @@ from typing import Any
 
 from .engine import sql_list, sql_str
 from .layout import Manifest, Part, part_date
-from .schema import decisions_sql, span_rows_sql, spans_sql
+from .schema import DECISION_ROW, SPAN_ROW, decisions_sql, span_rows_sql, spans_sql
 
 __all__ = ["new_tables", "ingest", "settle"]
 
 
+def _table(name: str, columns: tuple[tuple[str, str], ...]) -> str:
+    return f"CREATE TABLE {name} (ord BIGINT, " + ", ".join(f"{c} {t}" for c, t in columns) + ")"
+
+
 def new_tables(con: Any) -> None:
-    empty = "(SELECT NULL::VARCHAR AS json WHERE false)"
-    con.execute(f"CREATE VIEW _empty_spans AS {spans_sql(empty)}")
+    """The empty row tables ``new_d`` / ``new_s`` (declared, not planned from the row SQL: that
+    planning was most of a reader's fixed cost)."""
     con.execute("CREATE SEQUENCE _ord")
-    con.execute(f"CREATE TABLE new_d AS SELECT 0::BIGINT AS ord, * FROM ({decisions_sql('_empty_spans')})")
-    con.execute(f"CREATE TABLE new_s AS SELECT 0::BIGINT AS ord, * FROM ({span_rows_sql('_empty_spans')})")
+    con.execute(_table("new_d", DECISION_ROW))
+    con.execute(_table("new_s", SPAN_ROW))
 
 
 def ingest(con: Any, chunk: Path, longest: int) -> int:
     """Parse one chunk into new_d / new_s; returns the number of unreadable lines."""
     lines = (f"read_ndjson_objects({sql_str(str(chunk))}, ignore_errors = true, "
              f"maximum_object_size = {max(longest + 1, 1 << 20)})")
-    bad = int(con.execute(f"SELECT count(*) FROM {lines} WHERE json IS NULL").fetchone()[0])
-    con.execute(f"CREATE OR REPLACE TABLE _spans AS {spans_sql(f'(SELECT json FROM {lines} WHERE json IS NOT NULL)')}")
+    # The file is read once: its lines into a table, where the unreadable ones (NULL) are counted.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _lines AS SELECT json FROM {lines}")
+    bad = int(con.execute("SELECT count(*) FROM _lines WHERE json IS NULL").fetchone()[0])
+    con.execute(f"CREATE OR REPLACE TABLE _spans AS {spans_sql('(SELECT json FROM _lines WHERE json IS NOT NULL)')}")
+    con.execute("DROP TABLE _lines")
     con.execute(f"INSERT INTO new_d SELECT nextval('_ord'), * FROM ({decisions_sql('_spans')})")
     con.execute(f"INSERT INTO new_s SELECT nextval('_ord'), * FROM ({span_rows_sql('_spans')})")
     con.execute("DROP TABLE _spans")

@@ -27,8 +27,9 @@ from ...conventions import DECISION_EVENT
 from ...conventions import DecisionAttributes as D
 from ...conventions import ModelAttributes as M
 from ...conventions import SpanAttributes as S
+from ...conventions import SubjectAttributes as U
 
-__all__ = ["Column", "DECISION_COLUMNS", "SPAN_COLUMNS", "MACROS", "OTLP_LINE_TYPE", "spans_sql",
+__all__ = ["Column", "DECISION_COLUMNS", "KEYS", "KEY_PREFIX", "SPAN_COLUMNS", "DECISION_ROW", "SPAN_ROW", "MACROS", "OTLP_LINE_TYPE", "spans_sql",
            "decisions_sql", "span_rows_sql", "NO_MODEL"]
 
 NO_MODEL = "_none"
@@ -99,17 +100,23 @@ class Column:
     """SQL of the value on row ``i`` of a packed event, if it differs."""
 
 
+KEYS = "keys"
+"""The ``decisions`` column of the business keys: ``{name: value}`` of every string ``decision.key.<name>``."""
+KEY_PREFIX = U.KEY + "."
+_IS_KEY = f"(starts_with(a.key, '{KEY_PREFIX}') AND a.value.stringValue IS NOT NULL)"
+
+
 def _v(key: str) -> str:
-    return f"m['{key}']"
+    return f"attrs[list_position(ks, '{key}')].value"
 
 
 # On a packed event the per-row lists are extracted once per event (pk_* in decisions_sql), then
 # indexed by row i (1-based lists).
-_PACKED_INPUT = ("CASE WHEN pk_rows IS NULL THEN m['{i}'].stringValue "
+_PACKED_INPUT = ("CASE WHEN pk_rows IS NULL THEN attrs[list_position(ks, '{i}')].value.stringValue "
                  "WHEN pk_cols IS NULL THEN pk_rows[i + 1] "
                  "ELSE to_json(map_from_entries(list_transform(list_zip(pk_cols, from_json(pk_rows[i + 1], '[\"JSON\"]')), "
                  "lambda p: {{'k': p[1], 'v': p[2]}}))) END").format(i=D.INPUT)
-_PACKED_OUTPUT = "CASE WHEN pk_outs IS NULL THEN m['{o}'].stringValue ELSE pk_outs[i + 1] END".format(o=D.OUTPUT)
+_PACKED_OUTPUT = "CASE WHEN pk_outs IS NULL THEN attrs[list_position(ks, '{o}')].value.stringValue ELSE pk_outs[i + 1] END".format(o=D.OUTPUT)
 
 DECISION_COLUMNS: tuple[Column, ...] = (
     Column("decision_id", "VARCHAR", D.ID, f"{_v(D.ID)}.stringValue", f"dt_offset_id({_v(D.ID)}.stringValue, i)"),
@@ -137,15 +144,34 @@ DECISION_COLUMNS: tuple[Column, ...] = (
     Column("chain_seq", "BIGINT", D.CHAIN_SEQ, f"dt_int({_v(D.CHAIN_SEQ)})"),
     Column("chain_prev", "VARCHAR", D.CHAIN_PREV, f"{_v(D.CHAIN_PREV)}.stringValue"),
     Column("chain_hash", "VARCHAR", D.CHAIN_HASH, f"{_v(D.CHAIN_HASH)}.stringValue"),
+    # Who the decision is about and its business keys (subjects.py): plain columns, so a lookup by
+    # subject or key is a column filter, not a parse of every row's input or attributes.
+    Column("subject_id", "VARCHAR", U.ID, f"{_v(U.ID)}.stringValue"),
+    Column("subject_pseudo_id", "VARCHAR", U.PSEUDO_ID, f"{_v(U.PSEUDO_ID)}.stringValue"),
+    Column(KEYS, "MAP(VARCHAR, VARCHAR)", None,
+           f"CASE WHEN len(list_filter(attrs, lambda a: {_IS_KEY})) > 0 THEN map_from_entries(list_transform("
+           f"list_filter(attrs, lambda a: {_IS_KEY}), lambda a: {{'k': a.key[{len(KEY_PREFIX) + 1}:], "
+           f"'v': a.value.stringValue}})) END"),
 )
 """Typed columns of ``decisions`` that hold one convention attribute each."""
 
 # Keys of attributes kept in typed columns (decision.batch.count is implied by event_row).
 _TYPED = [c.attribute for c in DECISION_COLUMNS if c.attribute] + [D.BATCH_COUNT]
 
-SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_time_unix_nano",
-                "end_time_unix_nano", "status_code", "status_message", "service_name", "scope",
-                "attributes", "resource", "events", "links", "decision_count", "audit_records", "date")
+DECISION_ROW: tuple[tuple[str, str], ...] = tuple((c.name, c.sql_type) for c in DECISION_COLUMNS) + (
+    ("time_unix_nano", "BIGINT"), ("time", "TIMESTAMPTZ"), ("trace_id", "VARCHAR"), ("span_id", "VARCHAR"),
+    ("span_name", "VARCHAR"), ("service_name", "VARCHAR"), ("event_row", "BIGINT"), ("attributes", "JSON"))
+"""Every column of a :func:`decisions_sql` row and its type (the row tables are declared from it)."""
+
+SPAN_ROW: tuple[tuple[str, str], ...] = (
+    ("trace_id", "VARCHAR"), ("span_id", "VARCHAR"), ("parent_span_id", "VARCHAR"), ("name", "VARCHAR"),
+    ("kind", "INTEGER"), ("start_time_unix_nano", "BIGINT"), ("end_time_unix_nano", "BIGINT"),
+    ("status_code", "INTEGER"), ("status_message", "VARCHAR"), ("service_name", "VARCHAR"), ("scope", "VARCHAR"),
+    ("attributes", "JSON"), ("resource", "JSON"), ("events", "JSON"), ("links", "JSON"),
+    ("decision_count", "BIGINT"), ("audit_records", "BIGINT"), ("date", "VARCHAR"))
+"""Every column of a :func:`span_rows_sql` row and its type."""
+
+SPAN_COLUMNS = tuple(name for name, _ in SPAN_ROW)
 
 
 def spans_sql(lines: str) -> str:
@@ -173,22 +199,22 @@ SELECT
     make_timestamp(t_ns // 1000)::TIMESTAMPTZ AS time,
     trace_id, span_id, span_name, service_name,
     i AS event_row,
-    dt_rest(attrs, {typed})::JSON AS attributes
+    dt_rest(list_filter(attrs, lambda a: NOT {_IS_KEY}), {typed})::JSON AS attributes
 FROM (
     SELECT *, unnest(CASE WHEN n IS NULL THEN [NULL::BIGINT] ELSE range(n) END) AS i
     FROM (
         SELECT *,
-            CASE WHEN n IS NOT NULL AND json_type(m['{D.INPUT}'].stringValue) = 'OBJECT'
-                 THEN json_extract(m['{D.INPUT}'].stringValue, '$.rows[*]') END AS pk_rows,
-            CASE WHEN n IS NOT NULL AND json_type(m['{D.INPUT}'].stringValue, '$.columns') = 'ARRAY'
-                 THEN json_extract_string(m['{D.INPUT}'].stringValue, '$.columns[*]') END AS pk_cols,
-            CASE WHEN n IS NOT NULL AND json_type(m['{D.OUTPUT}'].stringValue) = 'ARRAY'
-                 THEN json_extract(m['{D.OUTPUT}'].stringValue, '$[*]') END AS pk_outs,
-            CASE WHEN n IS NOT NULL THEN json_extract(m['{D.LABEL}'].arrayValue, '$.values[*]') END AS pk_labels,
-            CASE WHEN n IS NOT NULL THEN json_extract(m['{D.SCORE}'].arrayValue, '$.values[*]') END AS pk_scores
+            CASE WHEN n IS NOT NULL AND json_type({_v(D.INPUT)}.stringValue) = 'OBJECT'
+                 THEN json_extract({_v(D.INPUT)}.stringValue, '$.rows[*]') END AS pk_rows,
+            CASE WHEN n IS NOT NULL AND json_type({_v(D.INPUT)}.stringValue, '$.columns') = 'ARRAY'
+                 THEN json_extract_string({_v(D.INPUT)}.stringValue, '$.columns[*]') END AS pk_cols,
+            CASE WHEN n IS NOT NULL AND json_type({_v(D.OUTPUT)}.stringValue) = 'ARRAY'
+                 THEN json_extract({_v(D.OUTPUT)}.stringValue, '$[*]') END AS pk_outs,
+            CASE WHEN n IS NOT NULL THEN json_extract({_v(D.LABEL)}.arrayValue, '$.values[*]') END AS pk_labels,
+            CASE WHEN n IS NOT NULL THEN json_extract({_v(D.SCORE)}.arrayValue, '$.values[*]') END AS pk_scores
         FROM (
-            SELECT attrs, m, t_ns, trace_id, span_id, span_name, service_name, dt_int(m['{D.BATCH_COUNT}']) AS n
-            FROM (SELECT e.attributes AS attrs, map_from_entries(e.attributes) AS m,
+            SELECT attrs, ks, t_ns, trace_id, span_id, span_name, service_name, dt_int({_v(D.BATCH_COUNT)}) AS n
+            FROM (SELECT e.attributes AS attrs, list_transform(e.attributes, lambda a: a.key) AS ks,
                          TRY_CAST(e.timeUnixNano AS BIGINT) AS t_ns, lower(s.traceId) AS trace_id,
                          lower(s.spanId) AS span_id, s.name AS span_name, service_name
                   FROM (SELECT service_name, s, unnest(s.events) AS e FROM {spans} WHERE len(s.events) > 0)
@@ -200,8 +226,8 @@ def span_rows_sql(spans: str) -> str:
     return f"""
 SELECT trace_id, span_id, parent_span_id, name, kind, start_time_unix_nano, end_time_unix_nano, status_code,
        status_message, service_name, scope, attributes, resource,
-       CASE WHEN len(other) > 0 THEN to_json(other) END AS events, links,
-       n_events - len(other) AS decision_count, audit_records,
+       CASE WHEN n_events > decision_count THEN to_json(list_filter(events, lambda e: e.name <> '{DECISION_EVENT}'))
+            END AS events, links, decision_count, audit_records,
        strftime(make_timestamp(start_time_unix_nano // 1000), '%Y-%m-%d') AS date
 FROM (
     SELECT lower(s.traceId) AS trace_id, lower(s.spanId) AS span_id, lower(coalesce(s.parentSpanId, '')) AS parent_span_id,
@@ -212,6 +238,8 @@ FROM (
            service_name, scope, dt_rest(s.attributes, [])::JSON AS attributes, resource,
            coalesce(len(s.events), 0) AS n_events,
            CASE WHEN len(s.links) > 0 THEN to_json(list_transform(s.links, lambda k: [lower(k.traceId), lower(k.spanId)])) END AS links,
-           coalesce(list_filter(s.events, lambda e: e.name <> '{DECISION_EVENT}'), []) AS other,
-           coalesce(dt_int(map_from_entries(s.attributes)['{S.AUDIT_RECORDS}']), 0) AS audit_records
+           s.events AS events,
+           coalesce(list_count(list_filter(list_transform(s.events, lambda e: e.name), lambda x: x = '{DECISION_EVENT}')), 0)
+               AS decision_count,
+           coalesce(dt_int(s.attributes[list_position(list_transform(s.attributes, lambda a: a.key), '{S.AUDIT_RECORDS}')].value), 0) AS audit_records
     FROM {spans})"""

@@ -57,6 +57,18 @@ def _resume(f: Path, known: Sequence[Source]) -> Source:
     return Source(path=path, dev=st.st_dev, ino=st.st_ino, offset=0, head=_head(f, 0), size=st.st_size)
 
 
+def _longest_line(data: bytes) -> int:
+    """Length of the longest line of ``data`` (found without copying it: lines are OTLP batches,
+    few and long)."""
+    longest = start = 0
+    while True:
+        end = data.find(b"\n", start)
+        if end < 0:
+            return max(longest, len(data) - start)
+        longest = max(longest, end - start)
+        start = end + 1
+
+
 class _ChunkWriter:
     def __init__(self, staging: Path, chunk_bytes: int) -> None:
         self.staging = staging
@@ -71,7 +83,7 @@ class _ChunkWriter:
         if data:
             self._out.append(data if data.endswith(b"\n") else data + b"\n")
             self._size += len(self._out[-1])
-            self._longest = max(self._longest, max(map(len, data.split(b"\n"))))
+            self._longest = max(self._longest, _longest_line(data))
 
     @property
     def size(self) -> int:

@@ -27,12 +27,13 @@ from ..files import FileStore
 from ..lifecycle import LifecycleRecord, records_of
 from ..query import Query
 from ..reader import DecisionRecord, ReadStats, SpanRecord
+from .chainprev import DERIVED, restore_sql
 from .engine import connect, sql_list
 from .filters import date_bounds, where_sql
 from .ingest import ingest, new_tables, settle
 from .layout import Manifest, load_manifest, part_date, part_model
 from .lifecycle import LIFECYCLE_SELECT, lifecycle_of, lifecycle_sql, lifecycle_where, other_links_sql, records_sql
-from .schema import DECISION_COLUMNS, NO_MODEL
+from .schema import DECISION_COLUMNS, KEY_PREFIX, KEYS, NO_MODEL
 from .sources import iter_chunks
 
 __all__ = ["WarehouseStore", "DECISION_SELECT"]
@@ -55,6 +56,8 @@ def _record(row: Sequence[Any]) -> DecisionRecord:
     for c, v in zip(DECISION_COLUMNS, row[:n]):
         if v is not None and c.attribute is not None:
             attrs[c.attribute] = v
+        elif c.name == KEYS and v:
+            attrs.update((KEY_PREFIX + k, x) for k, x in v.items())
     if event_row is not None:
         attrs.pop(D.INPUT_HASH, None)  # of the packed event's rows together, not of this row
     rest = row[n + 6]
@@ -107,12 +110,15 @@ class WarehouseStore:
             new_tables(self.con)
             chunks = self._tmp / "chunks"
             chunks.mkdir()
+            read = False
             for chunk in iter_chunks(self.paths, self.manifest.sources, chunks, exclude=self.warehouse):
                 if chunk.nbytes:
                     self.stats.bad_lines += ingest(self.con, chunk.path, chunk.longest)
                     self.stats.messages += 1
                     chunk.path.unlink()
-            _, self.stats.duplicates, _ = settle(self.con, self.warehouse, self.manifest)
+                    read = True
+            if read:  # nothing new since the last compaction: nothing to parse or deduplicate
+                _, self.stats.duplicates, _ = settle(self.con, self.warehouse, self.manifest)
             self.con.execute("ALTER TABLE new_d DROP COLUMN ord; ALTER TABLE new_s DROP COLUMN ord")
             self.con.execute("ALTER TABLE new_d RENAME TO tail_d; ALTER TABLE new_s RENAME TO tail_s")
             counts = self.con.execute("SELECT (SELECT count(*) FROM tail_d), (SELECT count(*) FROM tail_s)").fetchone()
@@ -135,8 +141,15 @@ class WarehouseStore:
         tail = ("SELECT *, dt_id_date(decision_id, time_unix_nano) AS date, "
                 f"coalesce(model_name, '{NO_MODEL}') AS model FROM tail_d") if table == "decisions" \
             else "SELECT * FROM tail_s"
-        parts = [f"SELECT * FROM read_parquet({sql_list(files)}, union_by_name = true, hive_partitioning = true, "
-                 f"hive_types_autocast = false)"] if files else []
+        parts = []
+        if files:
+            scan = (f"read_parquet({sql_list(files)}, union_by_name = true, hive_partitioning = true, "
+                    f"hive_types_autocast = false, filename = true)")
+            if table == "decisions":  # chain_prev put back where the part derived it (chainprev.py)
+                scan = f"(SELECT * FROM {scan} UNION ALL BY NAME SELECT NULL::BOOLEAN AS {DERIVED} WHERE false)"
+                parts.append(restore_sql(scan))
+            else:
+                parts.append(f"SELECT * EXCLUDE (filename) FROM {scan}")
         self._tail()
         parts.append(tail)
         return "(" + " UNION ALL BY NAME ".join(parts) + ")"
