@@ -8,9 +8,11 @@ In one run:
    span, chain and applicant ids and shifted times per copy, spread over the same 10 days, so
    nothing repeats that would compress unrealistically), under ``--dir`` (default /tmp);
 3. for each: compaction (decisions/s, CPU seconds, peak RSS, in a child process on one DuckDB thread),
-   ``show <id>`` (decision + its trace), a filtered query (label, version, one hour), a business-key
-   lookup (``--where input.applicant_id=...``), the HTML report, bytes per decision; the same three
-   lookups through the linear file reader (what every reader did before) on the smaller sizes.
+   ``show <id>`` (decision + its trace), a filtered query (label, version, the hour around a
+   decision), a business-key lookup (``--key loan_id=...``), a subject lookup (``--subject``:
+   ``enduser.pseudo.id``), the same applicant as a path into the input (``--where
+   input.applicant_id=...``), the HTML report, bytes per decision; show, the filtered query and the business key through the linear file reader (what
+   every reader did before) on the smaller sizes.
 
 Run: ``python benchmarks/bench_store.py [--sizes 20000,200000,2000000] [--keep]``. The generated
 stores are deleted at the end unless ``--keep``. Timings are medians of a few calls on a shared
@@ -45,6 +47,7 @@ _TOKEN = re.compile(
     rb'|"(?P<idkey>traceId|spanId|parentSpanId)":"(?P<hexid>[0-9a-f]+)"'
     rb'|(?P<sha>[0-9a-f]{64})'
     rb'|hmac-sha256:(?P<hmac>[0-9a-f]{32})'
+    rb'|"(?P<loan>L-[0-9][0-9-]*)"'
     rb'|UnixNano":"(?P<ns>\d+)"')
 
 
@@ -79,6 +82,8 @@ def generate(template: list[bytes], per_copy: int, n: int, out: Path, seed: int)
                 elif m.group("idkey") is not None:
                     width = len(m.group("hexid"))
                     new = b'"%s":"%s"' % (m.group("idkey"), f"{rng.getrandbits(width * 4):0{width}x}".encode())
+                elif m.group("loan") is not None:  # the demo's business key: one per copy
+                    new = b'"L%d-%s"' % (c, m.group("loan")[2:])
                 elif m.group("sha") is not None:
                     new = f"{rng.getrandbits(256):064x}".encode()
                 else:
@@ -119,7 +124,7 @@ def _compact(data: Path) -> dict[str, float]:
             "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024}
 
 
-def _lookups(store_of: Callable[[], Any], ids: list[str], query: Query, key_query: Query) -> dict[str, float]:
+def _lookups(store_of: Callable[[], Any], ids: list[str], query: Query, key_queries: dict[str, Query]) -> dict[str, float]:
     def show() -> None:
         for did in ids:
             s = store_of()
@@ -131,13 +136,16 @@ def _lookups(store_of: Callable[[], Any], ids: list[str], query: Query, key_quer
         s = store_of()
         sum(1 for r in s.decisions(query) if r.to_dict())
 
-    def business_key() -> None:
-        s = store_of()
-        rows = [r.to_dict() for r in s.decisions(key_query)]
-        assert rows, key_query
+    def lookup(q: Query) -> Callable[[], None]:
+        def run() -> None:
+            s = store_of()
+            rows = [r.to_dict() for r in s.decisions(q)]
+            assert rows, q
+        return run
 
-    return {"show": _median(show, 1) / len(ids), "query": _median(filtered, 3 if len(ids) > 1 else 1),
-            "key": _median(business_key, 3 if len(ids) > 1 else 1)}
+    runs = 3 if len(ids) > 1 else 1
+    return {"show": _median(show, 1) / len(ids), "query": _median(filtered, runs),
+            **{name: _median(lookup(q), runs) for name, q in key_queries.items()}}
 
 
 def _report(data: Path) -> float:
@@ -192,12 +200,20 @@ def main() -> None:
             con = probe.connection()
             ids = [row[0] for row in con.execute(
                 "SELECT decision_id FROM decisions USING SAMPLE 5 ROWS (reservoir, 1)").fetchall()]
-            app = con.execute(f"SELECT input->>'$.applicant_id' FROM decisions WHERE decision_id = '{ids[0]}'").fetchone()[0]
-            t_mid = con.execute("SELECT min(time_unix_nano) + (max(time_unix_nano) - min(time_unix_nano)) // 2 "
-                                "FROM decisions").fetchone()[0]
+            app, loan = con.execute(f"SELECT input->>'$.applicant_id', keys['loan_id'] FROM decisions "
+                                    f"WHERE decision_id = '{ids[0]}'").fetchone()
+            # One hour around a sampled decision (the copies are bursts spread over the days: the middle
+            # of the range may hold none).
+            t_mid = con.execute(f"SELECT time_unix_nano - 1_800_000_000_000 FROM decisions "
+                                f"WHERE decision_id = '{ids[0]}'").fetchone()[0]
             probe.close()
             query = Query(label="deny", version="1.0.0", since_ns=t_mid, until_ns=t_mid + 3_600_000_000_000)
-            key = Query(where=[("input.applicant_id", app)])
+            # The business-key lookups: by the subject's pseudonym (query --subject, a column), by the
+            # loan id (query --key loan_id=..., a key column), and by the same value as a path into the
+            # input JSON (parsed per row: what the subject column saves).
+            keys = {"subject": Query(where=[("enduser.pseudo.id", app)]),
+                    "key": Query(where=[("decision.key.loan_id", loan)]),
+                    "input_path": Query(where=[("input.applicant_id", app)])}
             res: dict[str, float] = {"n": r["decisions"], "gen_s": gen, "json_B": size / n,
                                      "compact_rate": r["decisions"] / r["wall"], "compact_cpu_rate": r["decisions"] / r["cpu"],
                                      "rss_mb": r["rss_mb"], "wh_B": _size(data / "warehouse") / n}
@@ -205,10 +221,10 @@ def main() -> None:
             def wstore(d: Path = data) -> WarehouseStore:
                 return WarehouseStore([d], d / "warehouse")
 
-            res.update({f"wh_{k}": v for k, v in _lookups(wstore, ids, query, key).items()})
+            res.update({f"wh_{k}": v for k, v in _lookups(wstore, ids, query, keys).items()})
             res["report"] = _report(data)
             if n <= args.linear_max:
-                lin = _lookups(lambda d=data: FileStore([d]), ids[:1], query, key)
+                lin = _lookups(lambda d=data: FileStore([d]), ids[:1], query, {"key": keys["key"]})
                 res.update({f"lin_{k}": v for k, v in lin.items()})
                 res["lin_show_rate"] = n / lin["show"]  # decisions scanned per (CPU) second
             results[n] = res
@@ -218,7 +234,8 @@ def main() -> None:
                   f"per CPU-second, peak RSS {res['rss_mb']:.0f} MB")
             unit = "CPU " if CLOCK is time.process_time else ""
             print(f"           warehouse ({unit}time): show {res['wh_show'] * 1e3:.0f} ms, filtered query {res['wh_query'] * 1e3:.0f} ms, "
-                  f"business key {res['wh_key'] * 1e3:.0f} ms, report {res['report']:.1f} s")
+                  f"business key {res['wh_key'] * 1e3:.0f} ms, subject {res['wh_subject'] * 1e3:.0f} ms, "
+                  f"input path {res['wh_input_path'] * 1e3:.0f} ms, report {res['report']:.1f} s")
             if "lin_show" in res:
                 print(f"           linear reader ({unit}time): show {res['lin_show']:.1f} s ({res['lin_show_rate']:,.0f} decisions/s), "
                       f"filtered query {res['lin_query']:.1f} s, business key {res['lin_key']:.1f} s; compaction is "
@@ -232,6 +249,7 @@ def main() -> None:
             r = results[n]
             print(f"  {n // sizes[0]:>4}x decisions: show {r['wh_show'] / base['wh_show']:.2f}x, "
                   f"filtered query {r['wh_query'] / base['wh_query']:.2f}x, business key {r['wh_key'] / base['wh_key']:.2f}x, "
+                  f"subject {r['wh_subject'] / base['wh_subject']:.2f}x, input path {r['wh_input_path'] / base['wh_input_path']:.2f}x, "
                   f"report {r['report'] / base['report']:.2f}x, compaction time "
                   f"{(r['n'] / r['compact_cpu_rate']) / (base['n'] / base['compact_cpu_rate']):.1f}x (CPU)"
                   + (f"; linear show {r['lin_show'] / base['lin_show']:.1f}x" if "lin_show" in r and "lin_show" in base else ""))

@@ -1,8 +1,11 @@
-"""The warehouse's columns: subject and business keys in columns of their own, ``chain_prev`` stored
-once and read back as recorded, and the declared row tables matching the SQL that fills them."""
+"""The warehouse's columns and parts: subject and business keys in columns of their own,
+``chain_prev`` stored once and read back as recorded, the declared row tables matching the SQL that
+fills them, and small parts merged (crash-safely)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from decisiontrail.store.warehouse import WarehouseStore, compact
 from decisiontrail.store.warehouse.chainprev import DERIVED, elide_sql, restore_sql
 from decisiontrail.store.warehouse.engine import connect, sql_str
 from decisiontrail.store.warehouse.filters import where_sql
+from decisiontrail.store.warehouse.layout import load_manifest
+from decisiontrail.store.warehouse.merge import MERGE_MIN
 from decisiontrail.store.warehouse.schema import DECISION_ROW, SPAN_ROW, decisions_sql, span_rows_sql, spans_sql
 from decisiontrail.subjects import pseudonym_of
 
@@ -50,6 +55,23 @@ def test_subject_and_business_keys_are_columns_and_lookups_filter_on_them(tmp_pa
         # A string key or subject is a plain column comparison (pushed into the Parquet scan).
         assert where_sql(Query(where=[("enduser.pseudo.id", subject)])) == ("subject_pseudo_id = ?", [subject])
         assert where_sql(Query(where=[("decision.key.loan_id", "L-12")])) == ("keys[?] = ?", ["loan_id", "L-12"])
+    finally:
+        store.close()
+
+
+def test_a_filter_on_chain_prev_sees_it_as_recorded(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    record(data, 12)
+    compact([data])
+    files = sorted((d.to_dict() for d in FileStore([data]).decisions(Query())), key=lambda d: d["decision_id"])
+    prev = files[5]["decision.chain.prev"]
+    assert prev == files[4]["decision.chain.hash"]  # derived in the part, not stored
+    store = WarehouseStore([data], data / "warehouse")
+    try:
+        assert [d.to_dict() for d in store.decisions(Query(where=[("decision.chain.prev", prev)]))] == [files[5]]
+        assert [d.to_dict() for d in store.decisions(Query(limit=1, where=[("decision.label", files[5]["label"]),
+                                                                            ("decision.id", files[5]["decision_id"])]))] \
+            == [files[5]]  # its predecessor is not among the matches: looked up
     finally:
         store.close()
 
@@ -104,3 +126,68 @@ def test_chain_prev_is_put_back_whatever_the_filter(tmp_path: Path, where: str) 
               or (where == "chain_seq = 3" and r[2] == 3)]
     assert got == wanted and got
     con.close()
+
+
+def _parts(wh: Path) -> list[tuple[str, int]]:
+    m = load_manifest(wh)
+    assert m is not None
+    return sorted((p.path, p.rows) for p in m.decisions + m.spans)
+
+
+def test_small_parts_are_merged_and_the_replaced_ones_deleted_by_the_next_run(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for run in range(MERGE_MIN):  # a compaction after every few decisions, as from cron
+        record(data, 5, start=5 * run, subjects=True)
+        stats = compact([data])
+    assert stats.merged == 2 * MERGE_MIN  # the decisions' and the spans' parts of the one partition
+    parts = _parts(data / "warehouse")
+    assert len(parts) == 2 and [rows for path, rows in parts if path.startswith("decisions/")] == [5 * MERGE_MIN]
+    on_disk = sorted(f.relative_to(data / "warehouse").as_posix() for f in (data / "warehouse").rglob("part-*"))
+    assert len(on_disk) == 2 * MERGE_MIN + 2  # the replaced parts stay until the next run
+    files = sorted((d.to_dict() for d in FileStore([data]).decisions(Query())), key=str)
+    store = WarehouseStore([data], data / "warehouse")
+    assert sorted((d.to_dict() for d in store.decisions(Query())), key=str) == files  # chain_prev and all
+    assert len(store.trace(files[0]["trace_id"])) == len(FileStore([data]).trace(files[0]["trace_id"]))
+    store.close()
+    compact([data])
+    assert sorted(f.relative_to(data / "warehouse").as_posix() for f in (data / "warehouse").rglob("part-*")) \
+        == sorted(path for path, _ in parts)
+
+
+def test_a_merge_killed_at_any_step_then_rerun_gives_the_same_warehouse(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    for run in range(MERGE_MIN - 1):
+        record(data, 5, start=5 * run)
+        compact([data])
+    record(data, 5, start=20)
+    base = tmp_path / "base"
+    shutil.copytree(data / "warehouse", base)
+    compact([data])  # the run that merges
+    expected = _parts(data / "warehouse")
+    real_replace = os.replace
+    for crash_at in range(1, 20):
+        wh = tmp_path / f"wh-{crash_at}"
+        shutil.copytree(base, wh)
+        calls = 0
+
+        def crashing_replace(src: Any, dst: Any) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == crash_at:
+                raise KeyboardInterrupt("killed")
+            real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", crashing_replace)
+        try:
+            compact([data], wh)
+            finished = True
+        except KeyboardInterrupt:
+            finished = False
+        monkeypatch.setattr(os, "replace", real_replace)
+        compact([data], wh)
+        assert _parts(wh) == expected, f"crash at rename {crash_at}"
+        if finished:
+            break
+    else:
+        pytest.fail("the compaction never finished")

@@ -27,7 +27,7 @@ from ..files import FileStore
 from ..lifecycle import LifecycleRecord, records_of
 from ..query import Query
 from ..reader import DecisionRecord, ReadStats, SpanRecord
-from .chainprev import DERIVED, restore_sql
+from .chainprev import DERIVED, restore_matches_sql, restore_sql
 from .engine import connect, sql_list
 from .filters import date_bounds, where_sql
 from .ingest import ingest, new_tables, settle
@@ -125,9 +125,9 @@ class WarehouseStore:
             self._tail_rows = (int(counts[0]), int(counts[1]))
         return self._tail_rows
 
-    def _relation(self, table: str, *, dates: set[str] | None = None, since: str | None = None,
-                  until: str | None = None, model: str | None = None) -> str:
-        """SQL of the rows of ``table`` in the parts that may match, plus the tail."""
+    def _files(self, table: str, *, dates: set[str] | None = None, since: str | None = None,
+               until: str | None = None, model: str | None = None) -> list[str]:
+        """The parts of ``table`` that may hold rows of these dates and model."""
         files = []
         for p in self.manifest.parts(table):
             d = part_date(p.path)
@@ -138,18 +138,31 @@ class WarehouseStore:
             if model is not None and table == "decisions" and part_model(p.path) not in (model,):
                 continue
             files.append(str(self.warehouse / p.path))
+        return files
+
+    @staticmethod
+    def _scan(table: str, files: list[str]) -> str:
+        scan = (f"read_parquet({sql_list(files)}, union_by_name = true, hive_partitioning = true, "
+                f"hive_types_autocast = false, filename = true)")
+        if table == "decisions":  # parts written before chainprev.py have no such column
+            scan = f"(SELECT * FROM {scan} UNION ALL BY NAME SELECT NULL::BOOLEAN AS {DERIVED} WHERE false)"
+        return scan
+
+    def _relation(self, table: str, *, raw: bool = False, files: list[str] | None = None, **prune: Any) -> str:
+        """SQL of the rows of ``table`` in the parts that may match (``files``, else those ``prune``
+        allows: see :meth:`_files`), plus the tail. ``raw``: decisions as stored, with ``filename``
+        and ``chain_prev_derived`` (for :func:`.chainprev.restore_matches_sql`), else as recorded."""
+        files = self._files(table, **prune) if files is None else files
         tail = ("SELECT *, dt_id_date(decision_id, time_unix_nano) AS date, "
                 f"coalesce(model_name, '{NO_MODEL}') AS model FROM tail_d") if table == "decisions" \
             else "SELECT * FROM tail_s"
         parts = []
         if files:
-            scan = (f"read_parquet({sql_list(files)}, union_by_name = true, hive_partitioning = true, "
-                    f"hive_types_autocast = false, filename = true)")
-            if table == "decisions":  # chain_prev put back where the part derived it (chainprev.py)
-                scan = f"(SELECT * FROM {scan} UNION ALL BY NAME SELECT NULL::BOOLEAN AS {DERIVED} WHERE false)"
-                parts.append(restore_sql(scan))
-            else:
+            scan = self._scan(table, files)
+            if table != "decisions":
                 parts.append(f"SELECT * EXCLUDE (filename) FROM {scan}")
+            else:  # chain_prev put back where the part derived it (chainprev.py)
+                parts.append(f"SELECT * FROM {scan}" if raw else restore_sql(scan))
         self._tail()
         parts.append(tail)
         return "(" + " UNION ALL BY NAME ".join(parts) + ")"
@@ -193,15 +206,22 @@ class WarehouseStore:
         since, until = date_bounds(query)
         if query.decision_id is not None and _is_v7(query.decision_id):
             dates = {self._date_of(query.decision_id)}
-        rel = self._relation("decisions", dates=dates, since=since, until=until, model=query.model)
+        files = self._files("decisions", dates=dates, since=since, until=until, model=query.model)
+        # Filters run on the rows as stored and chain_prev is put back for the matches only, unless a
+        # filter is on chain_prev itself.
+        raw = bool(files) and "chain_prev" not in where
+        rel = self._relation("decisions", raw=raw, files=files)
         limit = f" LIMIT {int(query.limit)}" if query.limit is not None else ""
+        select = f"{DECISION_SELECT}, {LIFECYCLE_SELECT}" if joined else DECISION_SELECT
+        join = f" LEFT JOIN {self._lifecycle()} AS lifecycle USING (decision_id)" if joined else ""
+        sql = (f"SELECT {select}{f', filename, {DERIVED}' if raw else ''} FROM {rel}{join} WHERE {where} "
+               f"ORDER BY decision_id{limit}")
+        if raw:
+            sql = restore_matches_sql(sql, self._scan("decisions", files), "decision_id")
         if not joined:
-            sql = f"SELECT {DECISION_SELECT} FROM {rel} WHERE {where} ORDER BY decision_id{limit}"
             for row in self._rows(sql, params):
                 yield _record(row)
             return
-        sql = (f"SELECT {DECISION_SELECT}, {LIFECYCLE_SELECT} FROM {rel} LEFT JOIN {self._lifecycle()} AS lifecycle "
-               f"USING (decision_id) WHERE {where} ORDER BY decision_id{limit}")
         for row in self._rows(sql, params):
             d = _record(row)
             d.lifecycle = lifecycle_of(d.decision_id, row[-1])
