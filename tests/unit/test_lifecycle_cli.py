@@ -83,6 +83,23 @@ def test_lifecycle_filters(recorded: Recorded, capsys: pytest.CaptureFixture[str
     assert ids("--where", "outcome=defaulted") == {recorded.approved}
 
 
+def test_export_takes_the_lifecycle_filters(recorded: Recorded, capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    def exported(*args: str) -> set[str]:
+        out = tmp_path / "out.jsonl"
+        code = main(["export", "--data", str(recorded.path), "--format", "jsonl", "--out", str(out), *args])
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert code == (0 if rows else 1)
+        assert all(row["model_name"] == "loan" for row in rows)  # the decisions' columns, as without
+        return {row["decision_id"] for row in rows}
+
+    assert exported("--effective-label", "approve") == {recorded.denied, recorded.approved}
+    assert exported("--has-outcome", "--effective-label", "approve", "--label", "deny") == {recorded.denied}
+    assert exported("--no-reviewed") == {recorded.untouched}
+    assert exported("--where", "outcome=defaulted") == {recorded.approved}
+    assert exported("--reviewed", "--where", "outcome=nothing") == set()
+
+
 def test_show_prints_the_timeline(recorded: Recorded, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", recorded.denied, "--data", str(recorded.path)]) == 0
     out = capsys.readouterr().out

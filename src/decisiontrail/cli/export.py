@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,13 @@ __all__ = ["register", "run"]
 
 _EXAMPLE = """\
 Writes the decisions matching the filters (the same as `decisiontrail query`: model, version,
-label, time, trace, --where on input/output fields and any attribute) with the warehouse's columns
-(docs/warehouse.md), ordered by decision id (time). The filters run in DuckDB.
+label, time, trace, --where on input/output fields and any attribute, --effective-label,
+--reviewed, --has-outcome) with the warehouse's columns (docs/warehouse.md), ordered by decision id
+(time). The filters run in DuckDB.
 
 examples:
   decisiontrail export --data decisiontrail-data --format parquet --out denials.parquet --label deny --since 30d
+  decisiontrail export --data decisiontrail-data --format jsonl --out overridden.jsonl --reviewed --effective-label approve
   decisiontrail export --data decisiontrail-data --format csv --out applicant.csv \\
       --where input.applicant_id=hmac-sha256:0d53ff90b121f8b9e61aeae85352d2a4
 """
@@ -42,17 +43,21 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..store.warehouse.engine import sql_str
     from ..store.warehouse.filters import where_sql
+    from ..store.warehouse.lifecycle import lifecycle_where
 
     query = query_of(args)
-    if query.needs_lifecycle:
-        print("decisiontrail export: --effective-label, --reviewed and --has-outcome are query-only for now "
-              "(use `decisiontrail query --format jsonl`)", file=sys.stderr)
-        return 2
     store = store_of(args, use_warehouse=True)
     con = store.connection()  # type: ignore[attr-defined]
+    # --effective-label, --reviewed, --has-outcome, --where outcome=...: on decisions left-joined
+    # with their lifecycle (only when asked: the join reads every outcome and review).
+    query, conds, more = lifecycle_where(query)
+    joined = bool(conds)
     where, params = where_sql(query)
+    where, params = " AND ".join([where, *conds]), [*params, *more]
     limit = f" LIMIT {int(args.limit)}" if args.limit is not None else ""
-    select = f"SELECT * EXCLUDE (date, model) FROM decisions WHERE {where} ORDER BY decision_id{limit}"
+    source = "decisions LEFT JOIN lifecycle USING (decision_id)" if joined else "decisions"
+    select = (f"SELECT decisions.* EXCLUDE (date, model) FROM {source} WHERE {where} "
+              f"ORDER BY decisions.decision_id{limit}")
     tmp = args.out.with_name(args.out.name + ".tmp")
     n = run_with_progress(con, f"COPY ({select}) TO {sql_str(str(tmp))} {_FORMATS[args.format]}", params, "export")
     tmp.replace(args.out)
