@@ -56,8 +56,11 @@ CREATE OR REPLACE MACRO dt_plain(v) AS coalesce(
         lambda x: coalesce(x -> 'stringValue', x -> 'boolValue', TRY_CAST(x ->> 'intValue' AS JSON), x -> 'doubleValue',
                       x -> 'bytesValue', x))) END,
     v.kvlistValue, to_json(v.bytesValue));
-CREATE OR REPLACE MACRO dt_rest(attrs, typed) AS to_json(map_from_entries(list_transform(
-    list_filter(attrs, lambda a: NOT list_contains(typed, a.key)), lambda a: {'k': a.key, 'v': dt_plain(a.value)})));
+-- The attributes not in ``typed`` as a JSON object, in their order (built as text: twice as fast as
+-- to_json of a map_from_entries, measured).
+CREATE OR REPLACE MACRO dt_rest(attrs, typed) AS '{' || array_to_string(list_transform(
+    list_filter(attrs, lambda a: NOT list_contains(typed, a.key)),
+    lambda a: to_json(a.key) || ':' || coalesce(dt_plain(a.value), 'null')), ',') || '}';
 CREATE OR REPLACE MACRO dt_strings(v) AS CASE WHEN v.arrayValue IS NOT NULL
     THEN json_extract_string(v.arrayValue, '$.values[*].stringValue')
     WHEN v.stringValue IS NOT NULL THEN [v.stringValue] END;
