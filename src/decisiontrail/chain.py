@@ -20,11 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable
+from json.encoder import c_make_encoder, c_encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Iterable, Mapping
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
@@ -45,6 +48,22 @@ __all__ = ["HashChain", "ChainStage", "chain_hash", "verify"]
 _log = logging.getLogger(__name__)
 _EXCLUDED = (D.CHAIN_HASH, D.INPUT)
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _fail(o: Any) -> Any:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+# The same text as _dumps without its Python-level wrapper: the C encoder called directly (attribute
+# values are never cyclic: no circular-reference markers). tests/unit/test_chain_fast.py compares both.
+_c_dumps = c_make_encoder(None, _fail, c_encode_basestring, None, ":", ",", True, False, True) \
+    if c_make_encoder is not None and c_encode_basestring is not None else None
+
+
+def _canonical(payload: dict[str, Any]) -> str:
+    if _c_dumps is None:  # pragma: no cover - CPython has the C encoder
+        return _dumps(payload)
+    return "".join(_c_dumps(payload, 0))
 _ids = RandomIdGenerator()
 _SCOPE = InstrumentationScope(SCOPE_NAME, __version__)
 
@@ -61,7 +80,7 @@ def chain_hash(name: str, attributes: Mapping[str, Any], time_unix_nano: int, tr
         "trace_id": trace_id,
         "span_id": span_id,
     }
-    return hashlib.sha256(_dumps(payload).encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(_canonical(payload).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class HashChain:
@@ -85,13 +104,25 @@ class HashChain:
             self.head = h
 
 
+# What ReadableSpan.__init__ sets: a linked span is a ReadableSpan with these fields of the span it
+# replaces (the underlying attribute dicts, not the read-only views the properties return, which
+# the encoders would have to walk item by item) and its new events.
+_SPAN_FIELDS = ("_name", "_context", "_kind", "_instrumentation_info", "_instrumentation_scope", "_parent",
+                "_start_time", "_end_time", "_attributes", "_links", "_resource", "_status")
+
+
+_span_fields = operator.itemgetter(*_SPAN_FIELDS)
+
+
 def _rebuilt(s: ReadableSpan, events: list[Event]) -> ReadableSpan:
-    return ReadableSpan(
-        name=s.name, context=s.context, parent=s.parent, resource=s.resource,
-        attributes=s.attributes, events=tuple(events), links=s.links, kind=s.kind,
-        status=s.status, start_time=s.start_time, end_time=s.end_time,
-        instrumentation_scope=s.instrumentation_scope,
-    )
+    d = s.__dict__
+    try:
+        values = _span_fields(d)
+    except KeyError:  # pragma: no cover - a ReadableSpan made without its __init__
+        values = tuple(d.get(k) for k in _SPAN_FIELDS)
+    out = ReadableSpan.__new__(ReadableSpan)
+    out.__dict__.update(zip(_SPAN_FIELDS, values), _events=tuple(events))
+    return out
 
 
 class ChainStage:
@@ -118,13 +149,18 @@ class ChainStage:
         self._timer: threading.Thread | None = None
 
     # -- the export path ---------------------------------------------------------------------------
-    def _needs_work(self, span: ReadableSpan) -> bool:
-        return any(e.name in AUDIT_EVENTS and e.attributes is not None and D.CHAIN_HASH not in e.attributes
-                   for e in span.events)
+    @staticmethod
+    def _needs_work(span: ReadableSpan) -> bool:
+        for e in span._events:
+            a = e._attributes
+            if e._name in AUDIT_EVENTS and a is not None and D.CHAIN_HASH not in a:
+                return True
+        return False
 
     def __call__(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
+        needs, link = self._needs_work, self._link_span
         with self._lock:
-            out = [self._link_span(s) if s.events and self._needs_work(s) else s for s in spans]
+            out = [link(s) if s._events and needs(s) else s for s in spans]
             cp = self.checkpointer
             if cp is not None and cp.pending and cp.closed:
                 # recorded after the closing checkpoint (a span ended during shutdown): close again
@@ -134,22 +170,25 @@ class ChainStage:
             return out
 
     def _link_span(self, s: ReadableSpan) -> ReadableSpan:
-        trace_id, span_id = format(s.context.trace_id, "032x"), format(s.context.span_id, "016x")
+        ctx = s._context
+        assert ctx is not None  # the SDK always sets it
+        trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
         events = []
-        for e in s.events:
-            if e.name in AUDIT_EVENTS and e.attributes is not None and D.CHAIN_HASH not in e.attributes:
-                attrs = dict(e.attributes)
-                if e.name == DECISION_EVENT:
+        for e in s._events:
+            ea = e._attributes
+            if e._name in AUDIT_EVENTS and ea is not None and D.CHAIN_HASH not in ea:
+                attrs = dict(ea._dict if isinstance(ea, BoundedAttributes) else ea)
+                if e._name == DECISION_EVENT:
                     if D.INPUT in attrs and D.INPUT_HASH not in attrs:
                         attrs[D.INPUT_HASH] = sha256_hex(str(attrs[D.INPUT]))
                 elif e.name == CHECKPOINT_EVENT and C.NOTE not in attrs:
                     attrs = self._note(closed=attrs.get(C.STATE) == "closed")
                 if self.chain is not None:
-                    self.chain.link(e.name, attrs, e.timestamp, trace_id, span_id)
-                    if self.checkpointer is not None and e.name != CHECKPOINT_EVENT:
-                        n = attrs.get(D.BATCH_COUNT, 1) if e.name == DECISION_EVENT else 0
+                    self.chain.link(e._name, attrs, e._timestamp, trace_id, span_id)
+                    if self.checkpointer is not None and e._name != CHECKPOINT_EVENT:
+                        n = attrs.get(D.BATCH_COUNT, 1) if e._name == DECISION_EVENT else 0
                         self.checkpointer.count(n if isinstance(n, int) else 1)
-                e = Event(e.name, attrs, e.timestamp)
+                e = Event(e._name, attrs, e._timestamp)
             events.append(e)
         return _rebuilt(s, events)
 

@@ -1,0 +1,75 @@
+"""ChainStage on the export path: the links it adds are chain_hash's (the C encoder called directly
+gives json.dumps's text), and a linked span is the span it replaces with new events only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from decisiontrail.chain import ChainStage, HashChain, _canonical, _dumps, chain_hash
+from decisiontrail.conventions import DECISION_EVENT
+from decisiontrail.conventions import DecisionAttributes as D
+from decisiontrail.exporters.otlp_proto import ProtoEncoder
+
+PAYLOADS = [
+    {"event": "model.decision", "attributes": {"b": 1, "a": "é\u2028\"\\", "z": [1.5, True, None, "x"],
+                                               "n": math.nan, "i": -1 << 70}, "time_unix_nano": 1, "span_id": "0f"},
+    {"k": ("tuple", 2), "e": {}, "f": 1e300, "g": -0.0, "s": "\ud800 lone surrogate"},
+]
+
+
+def test_the_direct_c_encoder_writes_json_dumps_text() -> None:
+    for p in PAYLOADS:
+        assert _canonical(p) == _dumps(p) == json.dumps(p, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def finished_spans(n: int) -> list[ReadableSpan]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    for i in range(n):
+        with tracer.start_as_current_span("predict m", attributes={"decision.count": 1}) as span:
+            span.add_event(DECISION_EVENT, {"model.name": "m", D.INPUT: f'{{"x":{i}}}', "decision.score": 0.5})
+            span.add_event("log", {"other": i})
+    return list(memory.get_finished_spans())
+
+
+def test_a_linked_span_is_the_span_with_linked_events() -> None:
+    spans = finished_spans(3)
+    linked = ChainStage(HashChain("chain-1"))(spans)
+    prev = ""
+    for seq, (before, after) in enumerate(zip(spans, linked), 1):
+        assert type(after) is ReadableSpan and after is not before
+        for field in ("name", "context", "parent", "resource", "kind", "status", "start_time", "end_time",
+                      "instrumentation_scope", "links"):
+            assert getattr(after, field) == getattr(before, field), field
+        # the span's own attribute mapping, not a read-only view of it
+        assert isinstance(after._attributes, BoundedAttributes) and dict(after.attributes) == dict(before.attributes)
+        decision, log = after.events
+        assert log is before.events[1]  # not an audit event: untouched
+        a = decision.attributes
+        assert a is not None and a[D.CHAIN_SEQ] == seq and a[D.CHAIN_PREV] == prev and a[D.CHAIN_ID] == "chain-1"
+        assert a[D.INPUT_HASH] == "sha256:" + hashlib.sha256(str(a[D.INPUT]).encode()).hexdigest()
+        ctx = after.context
+        assert a[D.CHAIN_HASH] == chain_hash(DECISION_EVENT, a, decision.timestamp, format(ctx.trace_id, "032x"),
+                                             format(ctx.span_id, "016x"))
+        prev = str(a[D.CHAIN_HASH])
+        assert D.CHAIN_HASH not in (before.events[0].attributes or {})  # the recorded span is not changed
+    # what goes on the wire is what the SDK's encoder makes of the linked spans
+    assert ProtoEncoder().encode(linked) == encode_spans(linked).SerializeToString()
+
+
+def test_linked_spans_are_not_linked_again() -> None:
+    stage = ChainStage(HashChain())
+    once = stage(finished_spans(2))
+    again = stage(once)
+    assert [a is b for a, b in zip(once, again)] == [True, True]
+    assert stage.chain is not None and stage.chain.seq == 2
