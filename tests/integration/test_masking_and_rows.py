@@ -116,3 +116,41 @@ def test_show_finds_every_row_of_a_packed_batch_in_jaeger(collector: CollectorPr
     assert f'"decision_id": "{third}"' in shown.stdout and '"label": "c"' in shown.stdout
     assert f'"decision_id": "{first}"' not in shown.stdout
     assert "- POST /loans" in shown.stdout and "[3 decisions]" in shown.stdout  # one packed event, 3 rows
+
+
+def test_each_kind_of_private_value_is_masked_alone_in_any_json_attribute(
+        collector_factory: Callable[..., CollectorProcess], wait_for: Callable[..., Any]) -> None:
+    """The masking statements run only on decisions where a cheap check finds something to mask
+    (collector-config/otelcol.yaml): a card, an e-mail or a private key, alone in one attribute with
+    the others clean, is still masked."""
+    collector = collector_factory(jaeger=None, env={"DT_REDACT_JSON_KEYS": "ssn"})
+    clean = '{"p":0.4111111111111111,"n":7}'
+    cases = {  # attribute -> (stored, expected)
+        "decision.explanation": ('{"why":"paid with 4111-1111-1111-1111."}', {"why": "paid with [REDACTED]."}),
+        "decision.output": ('{"to":"bob@example.org"}', {"to": "[REDACTED]"}),
+        "decision.input": ('{"SSN":"123-45-6789","p":0.2698161884810314}', {"SSN": "[REDACTED]",
+                                                                           "p": 0.2698161884810314}),
+    }
+    ids = {name: str(uuid.uuid4()) for name in cases}
+    provider = TracerProvider(resource=Resource.create({"service.name": "masking-alone"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.otlp_grpc_endpoint,
+                                                                     insecure=True)))
+    for name, (stored, _) in cases.items():
+        attrs = {"model.name": "m", "decision.id": ids[name], "decision.input": clean, "decision.output": clean,
+                 "decision.explanation": clean, name: stored}
+        with provider.get_tracer("decisiontrail").start_as_current_span("predict") as span:
+            span.set_attribute("decision.count", 1)
+            span.add_event("model.decision", attrs)
+    provider.shutdown()
+    got = wait_for(lambda: (d := {r.decision_id: r for r in iter_decisions(collector.audit_dir)})
+                   and len(d) == len(cases) and d, timeout=30, message="the decisions in the audit file")
+    for name, (_, expected) in cases.items():
+        d = got[ids[name]]
+        assert d.attributes["decision.collector.redacted"] == [name]
+        field = {"decision.input": d.input, "decision.output": d.output,
+                 "decision.explanation": d.attributes["decision.explanation"]}
+        value = field[name]
+        assert (json.loads(value) if isinstance(value, str) else value) == expected
+        for other in set(field) - {name}:
+            v = field[other]
+            assert (json.loads(v) if isinstance(v, str) else v) == json.loads(clean)
