@@ -1,13 +1,17 @@
-"""pacing.Chunked: a batch stage applied in chunks gives what it gives applied at once."""
+"""pacing: a batch stage applied in chunks gives what it gives applied at once; the GIL is given up by
+time between chunks."""
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from decisiontrail.chain import ChainStage, HashChain
 from decisiontrail.conventions import DECISION_EVENT
 from decisiontrail.conventions import DecisionAttributes as D
+from decisiontrail import pacing
+from decisiontrail.exporters.otlpjson import spans_to_otlp_json
 from decisiontrail.pacing import Chunked
 
 
@@ -38,3 +42,23 @@ def test_other_attributes_are_the_wrapped_stages() -> None:
     assert chunked.chain is stage.chain
     chunked.chain = HashChain("b")
     assert stage.chain is not None and stage.chain.chain_id == "b"
+
+
+def test_the_gil_is_given_up_by_time_not_after_every_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    sleeps: list[float] = []
+    monkeypatch.setattr(pacing, "_perf", lambda: clock[0])
+    monkeypatch.setattr(pacing.time, "sleep", sleeps.append)
+    pacing.pause()
+    sleeps.clear()
+    seen = []
+    for part in pacing.chunks(list(range(10)), 2):  # each chunk "takes" a third of a slice
+        seen.extend(part)
+        clock[0] += pacing.SLICE_SECONDS / 3
+    assert seen == list(range(10))
+    assert len(sleeps) == 1  # five chunks: 4/3 of a slice before the last one, one pause
+
+
+def test_paced_json_is_the_same_text() -> None:
+    batch = spans(100)
+    assert spans_to_otlp_json(batch, paced=True) == spans_to_otlp_json(batch)

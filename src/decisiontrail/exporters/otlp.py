@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ..pacing import CHUNK_SPANS, pause
+from ..pacing import chunks
 from .delivery import Delivery
 
 __all__ = ["Answer", "Transport", "Encoder", "OTLPExporter", "DEFAULT_MAX_REQUEST_BYTES",
@@ -90,10 +90,8 @@ class OTLPExporter(SpanExporter):
     def _encode(self, spans: Sequence[ReadableSpan]) -> list[bytes]:
         span = self.encoder.span
         out: list[bytes] = []
-        for start in range(0, len(spans), CHUNK_SPANS):
-            if start:
-                pause()  # let waiting threads take the GIL between chunks
-            out.extend([span(s) for s in spans[start:start + CHUNK_SPANS]])
+        for part in chunks(spans):  # waiting threads get the GIL between chunks (pacing.py)
+            out.extend([span(s) for s in part])
         return out
 
     def _requests(self, spans: Sequence[ReadableSpan], encoded: Sequence[bytes]
