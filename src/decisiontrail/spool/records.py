@@ -44,7 +44,7 @@ class Record:
 
 
 def encode(spans: Sequence[ReadableSpan], decisions: int) -> bytes:
-    body = spans_to_otlp_json(spans).encode("utf-8", "surrogatepass")
+    body = spans_to_otlp_json(spans, paced=True).encode("utf-8", "surrogatepass")
     head = b'{"dtSpool":{"crc32":"%08x","decisions":%d,"spans":%d},' % (zlib.crc32(body), decisions, len(spans))
     return head + body[1:] + b"\n"
 
