@@ -151,6 +151,11 @@ class ProtoEncoder:
                 kv = entry[0] + _field(b"\x12", _field(b"\x0a", b))
             elif type(v) is float:
                 kv = entry[0] + b"\x12\x09\x21" + _pack_d(v)
+            elif type(v) is int and 0 <= v < 16384:
+                vb = V[v]
+                kv = entry[0] + (b"\x12\x02\x18" if len(vb) == 1 else b"\x12\x03\x18") + vb
+            elif type(v) is bool:
+                kv = entry[0] + (b"\x12\x02\x10\x01" if v else b"\x12\x02\x10\x00")
             else:
                 try:
                     kv = entry[0] + _field(b"\x12", encode_any_value(v))
@@ -221,7 +226,7 @@ class ProtoEncoder:
             if len(self._names) < 4096:
                 self._names[s._name] = name
         parts.append(name)
-        parts.append(_KINDS[s._kind.value])
+        parts.append(_KINDS[s._kind._value_])
         start, end = s._start_time, s._end_time
         if start and end:
             parts.append(_pack_times(0x39, start, 0x41, end))
@@ -272,7 +277,7 @@ class ProtoEncoder:
                 parts.append(b"\x70" + varint(links.dropped))
         status = s._status
         if status is not None:
-            code = status._status_code.value
+            code = status._status_code._value_
             if code or status._description:
                 body = _field(b"\x12", _utf8(status.description)) if status.description else b""
                 if code:
