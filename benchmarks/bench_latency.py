@@ -10,12 +10,15 @@ service thread does: it sleeps 1 ms (waiting on its socket), wakes and runs ~100
 Its latency is from the moment it should wake to the end of its work; the same loop measured with
 the export thread idle is the baseline. Reported: p50 / p99 / max latency, idle and under export,
 and the p99 *added* latency (loaded p99 - idle p99). The target is <= 1 ms: the export thread must
-never hold the GIL for long stretches.
+never hold the GIL for long stretches. Also reported per variant: the garbage collector's pauses
+while exporting (collections, the longest, in which generation), the usual suspect of a max far
+above the p99; on a shared 2-core machine the OS not running the thread is the other.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -91,6 +94,27 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] * 1e6
 
 
+class GcPauses:
+    """The garbage collector's pauses while installed: (seconds, generation) of each collection."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, int]] = []
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((time.perf_counter() - self._start, info["generation"]))
+
+    def __str__(self) -> str:
+        if not self.pauses:
+            return "no collections"
+        worst = max(self.pauses)
+        return (f"{len(self.pauses)} collections ({sum(1 for _, g in self.pauses if g == 2)} of generation 2), "
+                f"longest {worst[0] * 1e3:.1f} ms (generation {worst[1]})")
+
+
 def loaded(variant: str, spans: list[ReadableSpan], samples: int, endpoint: str, work_dir: Path) -> list[float]:
     os.environ["DECISIONTRAIL_EXPORTER"] = "sdk" if variant.startswith("SDK") else ""
     cfg = decisiontrail.configure(endpoint=endpoint, set_global=False, spool_dir=work_dir / variant[:3],
@@ -109,13 +133,17 @@ def loaded(variant: str, spans: list[ReadableSpan], samples: int, endpoint: str,
     def watch() -> None:
         cfg.force_flush(600_000)
         done.set()
+    gc_pauses = GcPauses()
+    gc.callbacks.append(gc_pauses)
     threading.Thread(target=watch, daemon=True).start()
     t0 = time.perf_counter()
     got = measure(samples, done)
     elapsed = time.perf_counter() - t0
     done.wait()
+    gc.callbacks.remove(gc_pauses)
     cfg.shutdown()
-    print(f"  {variant}: exported {len(spans)} spans in {elapsed:.2f} s while measuring ({len(got)} samples)")
+    print(f"  {variant}: exported {len(spans)} spans in {elapsed:.2f} s while measuring ({len(got)} samples); "
+          f"GC: {gc_pauses}")
     return got
 
 
