@@ -46,7 +46,6 @@ from .version import __version__
 __all__ = ["HashChain", "ChainStage", "chain_hash", "verify"]
 
 _log = logging.getLogger(__name__)
-_EXCLUDED = (D.CHAIN_HASH, D.INPUT)
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -72,10 +71,15 @@ def chain_hash(name: str, attributes: Mapping[str, Any], time_unix_nano: int, tr
     """The link hash of one audit event; ``trace_id`` / ``span_id`` in lower-case hex, as stored."""
     # A whole input is covered through its hash; a bounded summary is not what the hash is of, so
     # the summary itself is chained.
-    cut = is_cut(attributes.get(D.TRUNCATED), "input")
+    truncated = attributes.get(D.TRUNCATED)
+    cut = bool(truncated) and is_cut(truncated, "input")
+    covered = dict(attributes)  # the order of the keys does not matter: the text is sorted
+    covered.pop(D.CHAIN_HASH, None)
+    if not cut:
+        covered.pop(D.INPUT, None)
     payload = {
         "event": name,
-        "attributes": {k: v for k, v in attributes.items() if k not in _EXCLUDED or (cut and k == D.INPUT)},
+        "attributes": covered,
         "time_unix_nano": time_unix_nano,
         "trace_id": trace_id,
         "span_id": span_id,
@@ -177,7 +181,7 @@ class ChainStage:
         for e in s._events:
             ea = e._attributes
             if e._name in AUDIT_EVENTS and ea is not None and D.CHAIN_HASH not in ea:
-                attrs = dict(ea._dict if isinstance(ea, BoundedAttributes) else ea)
+                attrs = dict(ea if type(ea) is dict or not isinstance(ea, BoundedAttributes) else ea._dict)
                 if e._name == DECISION_EVENT:
                     if D.INPUT in attrs and D.INPUT_HASH not in attrs:
                         attrs[D.INPUT_HASH] = sha256_hex(str(attrs[D.INPUT]))

@@ -235,7 +235,7 @@ class ProtoEncoder:
                 parts.append(b"\x39" + _pack_q(start))
             if end:
                 parts.append(b"\x41" + _pack_q(end))
-        if isinstance(span_attrs, BoundedAttributes):
+        if type(span_attrs) is not dict and isinstance(span_attrs, BoundedAttributes):  # (an ABC: slow)
             if span_attrs.dropped:
                 parts.append(attrs(b"\x4a", span_attrs._dict) + b"\x50" + varint(span_attrs.dropped))
             else:
@@ -253,7 +253,7 @@ class ProtoEncoder:
                     if len(names) < 4096:
                         names[e._name] = ename
                 body = (b"\x09" + _pack_q(e._timestamp) + ename) if e._timestamp else ename
-                if isinstance(ea, BoundedAttributes):
+                if type(ea) is not dict and isinstance(ea, BoundedAttributes):
                     body += attrs(b"\x1a", ea._dict)
                     if ea.dropped:
                         body += b"\x20" + varint(ea.dropped)
@@ -261,7 +261,7 @@ class ProtoEncoder:
                     body += attrs(b"\x1a", ea)
                 n = len(body)
                 parts.append(b"\x5a" + (_VARINTS[n] if n < 16384 else varint(n)) + body)
-            if isinstance(events, BoundedList) and events.dropped:
+            if type(events) is not tuple and isinstance(events, BoundedList) and events.dropped:
                 parts.append(b"\x60" + varint(events.dropped))
         links = s._links
         if links:
@@ -273,7 +273,7 @@ class ProtoEncoder:
                     body += b"\x28" + varint(link.dropped_attributes)
                 body += b"\x35" + _pack_i(0x300 if lc.is_remote else 0x100)
                 parts.append(_field(b"\x6a", body))
-            if isinstance(links, BoundedList) and links.dropped:
+            if type(links) is not tuple and isinstance(links, BoundedList) and links.dropped:
                 parts.append(b"\x70" + varint(links.dropped))
         status = s._status
         if status is not None:
