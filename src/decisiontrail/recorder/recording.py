@@ -47,6 +47,7 @@ class Recorder(RecordBuilder):
     def __init__(self, settings: RecorderSettings | None = None, tracer_provider: Any = None) -> None:
         super().__init__(settings)
         self.tracer: Tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=tracer_provider)
+        self._batch: BatchEncoder | None = None  # stateless between calls: made once per settings
         _warn_without_no_loss(tracer_provider or trace.get_tracer_provider())
 
     def emit(self, span: Span, attrs: dict[str, Any], decisions: int = 1, validated: bool = True,
@@ -88,7 +89,10 @@ class Recorder(RecordBuilder):
         """
         ident = self.identity(model, version)
         try:
-            chunks = BatchEncoder(self.settings).encode(rows, outputs, labels, scores)
+            batch = self._batch
+            if batch is None or batch.settings is not self.settings:
+                batch = self._batch = BatchEncoder(self.settings)
+            chunks = batch.encode(rows, outputs, labels, scores)
         except Exception as exc:
             n = _safe_len(rows)
             first = new_decision_ids(max(n, 1))
