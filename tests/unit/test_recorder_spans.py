@@ -118,3 +118,33 @@ def test_threads_recording_onto_one_span_lose_no_count() -> None:
     assert len(request.events) == 100 and request.attributes[S.DECISION_COUNT] == 100
     assert has_room(request)  # 100 of the SDK's 128
     request.end()
+
+
+def test_queued_spans_read_the_same_with_their_empty_lists_shared() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter as Memory
+    from opentelemetry.trace import Link, SpanContext, TraceFlags
+
+    from tests.unit.processor_support import make
+
+    exporter = Memory()
+    processor, provider = make(exporter, prepare=None)  # the chain rebuilds spans: the lists as on_end left them
+    limited = TracerProvider(span_limits=SpanLimits(max_links=1), shutdown_on_exit=False)
+    limited.add_span_processor(processor)
+    linked = Link(SpanContext(7, 8, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
+    other = Link(SpanContext(9, 10, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
+    for name, tracer, links in (("plain", provider, []), ("linked", provider, [linked]),
+                                ("dropped", limited, [linked, other]), ("bare", provider, [])):
+        span = tracer.get_tracer("t").start_span(name, links=links)
+        if name != "bare":
+            span.add_event(DECISION_EVENT, {"decision.id": name})
+            span.set_attribute(S.DECISION_COUNT, 1)
+        span.end()
+    assert processor.force_flush()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert (spans["plain"].links, spans["plain"].dropped_links) == ((), 0)
+    assert [e.attributes["decision.id"] for e in spans["plain"].events] == ["plain"]  # type: ignore[index]
+    assert [lk.context.span_id for lk in spans["linked"].links] == [8]
+    assert (len(spans["dropped"].links), spans["dropped"].dropped_links) == (1, 1)
+    assert (spans["bare"].events, spans["bare"].links, spans["bare"].dropped_events) == ((), (), 0)
+    assert spans["plain"]._links is spans["bare"]._links  # type: ignore[attr-defined]  # one list, not one each
+    processor.shutdown()
