@@ -45,6 +45,7 @@ __all__ = ["record_outcome", "record_review", "OUTCOME_SPAN", "REVIEW_SPAN"]
 
 OUTCOME_SPAN = "record outcome"
 REVIEW_SPAN = "record review"
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)  # one for every link (each would be an object for the GC)
 _Build = Callable[[dict[str, Any], list[str], list[str]], None]  # (attributes, truncated, redacted)
 
 
@@ -203,4 +204,4 @@ def _link(trace_id: str | int | None, span_id: str | int | None) -> Link | None:
         raise InvalidRecordError(f"trace_id and span_id are hex (or int), not {trace_id!r}, {span_id!r}") from exc
     if not (0 < t < 1 << 128 and 0 < s < 1 << 64):
         raise InvalidRecordError(f"not a valid span context: trace_id {trace_id!r}, span_id {span_id!r}")
-    return Link(SpanContext(t, s, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
+    return Link(SpanContext(t, s, is_remote=True, trace_flags=_SAMPLED))
