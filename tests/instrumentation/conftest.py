@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import decisiontrail
 from decisiontrail import stats
-from decisiontrail.instrumentation._base import DecisionInstrumentor
+from decisiontrail.instrumentation._patching import DecisionInstrumentor
 from decisiontrail.recorder import set_recorder
 
 _ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_SAMPLER",

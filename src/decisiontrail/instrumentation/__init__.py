@@ -22,6 +22,6 @@ the recorder is fail-closed; :func:`collect_decisions` gives the ids a block of 
 
 from __future__ import annotations
 
-from ._base import DecisionIds, collect_decisions
+from ._ids import DecisionIds, collect_decisions
 
 __all__ = ["collect_decisions", "DecisionIds"]

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import Extracted, ModelCallWrapper, Patcher, classes_defined_in, classifier_outcome, num_rows, rows_of
+from ._base import ModelCallWrapper
+from ._patching import Patcher, classes_defined_in
+from ._rows import Extracted, classifier_outcome, num_rows, rows_of
 
 __all__ = ["EXTRACTORS", "batch_of", "input_of", "named"]
 

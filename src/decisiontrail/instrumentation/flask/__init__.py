@@ -66,7 +66,9 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from ...subjects import using_subject
-from .._base import Patcher, check_dependencies, collect_decisions
+from .._ids import collect_decisions
+from .._options import check_dependencies
+from .._patching import Patcher
 from ._mapping import RequestMapping
 from .package import _instruments
 

@@ -24,7 +24,7 @@ the file name. ``fit`` is not a decision.
 Configuration
 -------------
 ``instrument(model_name=..., model_version=...)``, as for the scikit-learn instrumentor
-(``decisiontrail.instrumentation._base.InstrumentOptions``); ``register_model`` names one model.
+(``decisiontrail.instrumentation._options.InstrumentOptions``); ``register_model`` names one model.
 
 API
 ---
@@ -38,7 +38,9 @@ from typing import Any
 
 import wrapt
 
-from .._base import DecisionInstrumentor, Extracted, ModelCallWrapper, Patcher
+from .._base import ModelCallWrapper
+from .._patching import DecisionInstrumentor, Patcher
+from .._rows import Extracted
 from .._estimators import batch_of, input_of, wrap_sklearn_api
 from .package import _instruments
 

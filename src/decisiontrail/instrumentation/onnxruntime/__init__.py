@@ -29,7 +29,7 @@ inputs and outputs live in OrtValues or device memory, which the recorder would 
 Configuration
 -------------
 ``instrument(model_name=..., model_version=...)``, as for the scikit-learn instrumentor
-(``decisiontrail.instrumentation._base.InstrumentOptions``); ``register_model(session, ...)``
+(``decisiontrail.instrumentation._options.InstrumentOptions``); ``register_model(session, ...)``
 names one session.
 
 API
@@ -47,15 +47,10 @@ from typing import Any
 
 import wrapt
 
-from .._base import (
-    DecisionInstrumentor,
-    Extracted,
-    InstrumentOptions,
-    ModelCallWrapper,
-    Patcher,
-    num_rows,
-    rows_of,
-)
+from .._base import ModelCallWrapper
+from .._options import InstrumentOptions
+from .._patching import DecisionInstrumentor, Patcher
+from .._rows import Extracted, num_rows, rows_of
 from .package import _instruments
 
 __all__ = ["OnnxRuntimeInstrumentor"]

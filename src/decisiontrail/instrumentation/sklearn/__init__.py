@@ -28,7 +28,7 @@ recorded.
 Configuration
 -------------
 ``instrument(model_name=..., model_version=...)``; see
-``decisiontrail.instrumentation._base.InstrumentOptions``. A model's name is, in order: the one
+``decisiontrail.instrumentation._options.InstrumentOptions``. A model's name is, in order: the one
 given to ``decisiontrail.register_model(model, name=...)``, ``model_name`` (a string or a function
 of the model), ``DECISIONTRAIL_MODEL_NAME``, its class name. Its version: ``register_model``,
 ``model_version``, ``configure(model_version=...)`` / ``DECISIONTRAIL_MODEL_VERSION``. Decisions go
@@ -76,7 +76,8 @@ from typing import Any
 import wrapt
 from opentelemetry import context
 
-from .._base import IN_MODEL_CALL, DecisionInstrumentor, ModelCallWrapper, Patcher, classes_defined_in
+from .._base import IN_MODEL_CALL, ModelCallWrapper
+from .._patching import DecisionInstrumentor, Patcher, classes_defined_in
 from .._estimators import EXTRACTORS
 from .package import _instruments
 
