@@ -128,13 +128,15 @@ def test_queued_spans_read_the_same_with_their_lists_compacted() -> None:
 
     exporter = Memory()
     processor, provider = make(exporter, prepare=None)  # the chain rebuilds spans: the lists as on_end left them
-    limited = TracerProvider(span_limits=SpanLimits(max_links=1), shutdown_on_exit=False)
+    limited = TracerProvider(span_limits=SpanLimits(max_links=1, max_span_attributes=2), shutdown_on_exit=False)
     limited.add_span_processor(processor)
     linked = Link(SpanContext(7, 8, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
     other = Link(SpanContext(9, 10, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
     for name, tracer, links in (("plain", provider, []), ("linked", provider, [linked]),
                                 ("dropped", limited, [linked, other]), ("bare", provider, [])):
         span = tracer.get_tracer("t").start_span(name, links=links)
+        if name == "dropped":
+            span.set_attributes({"a": 1, "b": 2})  # decision.count then pushes "a" out
         if name != "bare":
             span.add_event(DECISION_EVENT, {"decision.id": name})
             span.set_attribute(S.DECISION_COUNT, 1)
@@ -145,7 +147,12 @@ def test_queued_spans_read_the_same_with_their_lists_compacted() -> None:
     assert [e.attributes["decision.id"] for e in spans["plain"].events] == ["plain"]  # type: ignore[index]
     assert [lk.context.span_id for lk in spans["linked"].links] == [8]
     assert (len(spans["dropped"].links), spans["dropped"].dropped_links) == (1, 1)
+    assert (dict(spans["dropped"].attributes or {}), spans["dropped"].dropped_attributes) == (
+        {"b": 2, S.DECISION_COUNT: 1}, 1)
+    assert dict(spans["plain"].attributes or {}) == {S.DECISION_COUNT: 1}
     assert (spans["bare"].events, spans["bare"].links, spans["bare"].dropped_events) == ((), (), 0)
-    assert type(spans["plain"]._events) is tuple and spans["plain"]._links == ()  # type: ignore[attr-defined]
-    assert type(spans["dropped"]._links) is not tuple  # type: ignore[attr-defined]  # keeps its dropped count
+    plain: Any = spans["plain"]
+    dropped: Any = spans["dropped"]
+    assert (type(plain._attributes), type(plain._events), plain._links) == (dict, tuple, ())
+    assert type(dropped._links) is not tuple and type(dropped._attributes) is not dict  # they keep their counts
     processor.shutdown()

@@ -22,7 +22,7 @@ from .. import stats
 from ..deadletter import DeadLetterFile
 from ..losses import Ledger
 from ..spool import Replayer, Spool
-from .counting import decision_count, compact_lists
+from .counting import decision_count, compact
 from .counting import decisions as _decisions
 from .exporting import ExportSide
 from .hooks import after_fork_in_child, die_of_sigterm, handle_sigterm, shutdown_at_exit
@@ -204,7 +204,7 @@ class DecisionSpanProcessor(ExportSide, SpanProcessor):
         decisions = decision_count(span)
         if not decisions and not span.context.trace_flags.sampled:
             return
-        compact_lists(span)
+        compact(span)
         if decisions and self.durability == "sync" and self._spool_sync(span, decisions):
             return
         with self._lock:
