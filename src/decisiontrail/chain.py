@@ -31,6 +31,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
@@ -118,6 +119,15 @@ _SPAN_FIELDS = ("_name", "_context", "_kind", "_instrumentation_info", "_instrum
 _span_fields = operator.itemgetter(*_SPAN_FIELDS)
 
 
+def _events(s: ReadableSpan) -> Iterable[Event]:
+    """The span's events without a copy (a finished SDK span keeps them in a BoundedList, whose
+    iterator takes its lock and copies them; nothing changes them once the span ended)."""
+    events = s._events
+    if type(events) is BoundedList:
+        return events._dq  # type: ignore[attr-defined,no-any-return]
+    return events or ()
+
+
 def _rebuilt(s: ReadableSpan, events: list[Event]) -> ReadableSpan:
     d = s.__dict__
     try:
@@ -155,7 +165,7 @@ class ChainStage:
     # -- the export path ---------------------------------------------------------------------------
     @staticmethod
     def _needs_work(span: ReadableSpan) -> bool:
-        for e in span._events:
+        for e in _events(span):
             a = e._attributes
             if e._name in AUDIT_EVENTS and a is not None and D.CHAIN_HASH not in a:
                 return True
@@ -164,7 +174,7 @@ class ChainStage:
     def __call__(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
         needs, link = self._needs_work, self._link_span
         with self._lock:
-            out = [link(s) if s._events and needs(s) else s for s in spans]
+            out = [link(s) if needs(s) else s for s in spans]
             cp = self.checkpointer
             if cp is not None and cp.pending and cp.closed:
                 # recorded after the closing checkpoint (a span ended during shutdown): close again
@@ -178,7 +188,7 @@ class ChainStage:
         assert ctx is not None  # the SDK always sets it
         trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
         events = []
-        for e in s._events:
+        for e in _events(s):
             ea = e._attributes
             if e._name in AUDIT_EVENTS and ea is not None and D.CHAIN_HASH not in ea:
                 attrs = dict(ea if type(ea) is dict or not isinstance(ea, BoundedAttributes) else ea._dict)
