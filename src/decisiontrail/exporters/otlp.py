@@ -18,6 +18,12 @@ with one of the :class:`Answer` kinds:
 
 Encoding gives the GIL up every few spans (pacing.py), so that request threads are not held up for
 long by the export thread.
+
+While a request is on its way (a transport that can ``start`` one without waiting: gRPC), the
+exporter calls ``idle`` once, if set: the processor uses that time, which the receiver spends on the
+request, to take the next batch from its queue, link it into the chain and :meth:`OTLPExporter.prestage`
+it (encode its spans ahead). The next ``deliver`` sends those bytes. A batch still counts as
+delivered only once its own request was answered (processing/exporting.py).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,6 +63,9 @@ class Answer:
 
 
 class Transport(Protocol):
+    """``send`` a request and wait for its answer. A transport may also have ``start(body,
+    timeout)``, which sends without waiting and returns a function that waits for the answer."""
+
     def send(self, body: bytes, timeout: float) -> Answer: ...
     def partial_success(self, body: bytes) -> tuple[int, str]: ...
     def close(self) -> None: ...
@@ -85,14 +94,29 @@ class OTLPExporter(SpanExporter):
         self._lock = threading.Lock()
         self.requests_sent = 0
         self.requests_split = 0
+        self.idle: Callable[[], None] | None = None  # called once while a request is on its way
+        self._prestaged: dict[int, tuple[ReadableSpan, bytes]] = {}
 
     # -- encoding ------------------------------------------------------------------------------
     def _encode(self, spans: Sequence[ReadableSpan]) -> list[bytes]:
         span = self.encoder.span
+        ready, self._prestaged = self._prestaged, {}
         out: list[bytes] = []
         for part in chunks(spans):  # waiting threads get the GIL between chunks (pacing.py)
-            out.extend([span(s) for s in part])
+            for s in part:
+                hit = ready.get(id(s))
+                out.append(hit[1] if hit is not None and hit[0] is s else span(s))
         return out
+
+    def prestage(self, spans: Sequence[ReadableSpan]) -> None:
+        """Encode ``spans`` now, for the next ``deliver`` (called from ``idle``, with the caller
+        holding whatever serialises this exporter's deliveries)."""
+        span = self.encoder.span
+        ready: dict[int, tuple[ReadableSpan, bytes]] = {}
+        for part in chunks(spans):
+            for s in part:
+                ready[id(s)] = (s, span(s))  # the span is kept: its id cannot be reused meanwhile
+        self._prestaged = ready
 
     def _requests(self, spans: Sequence[ReadableSpan], encoded: Sequence[bytes]
                   ) -> Iterator[tuple[list[ReadableSpan], list[bytes]]]:
@@ -179,10 +203,23 @@ class OTLPExporter(SpanExporter):
         """One request, with retries of transient errors for up to ``retry_millis``."""
         deadline = time.monotonic() + self.retry
         delay = 0.05
+        idle = self.idle
+        start: Callable[[bytes, float], Callable[[], Answer]] | None = \
+            getattr(self.transport, "start", None) if idle is not None else None
         while True:
             self.requests_sent += 1
+            answer: Answer
             try:
-                answer = self.transport.send(body, self.timeout)
+                if start is not None and idle is not None:  # the first try: idle work overlaps the receiver's
+                    wait = start(body, self.timeout)
+                    start = None
+                    try:
+                        idle()
+                    except Exception as exc:  # the processor's work must not fail the request
+                        _log.warning("decisiontrail: work while a request was on its way failed: %r", exc)
+                    answer = wait()
+                else:
+                    answer = self.transport.send(body, self.timeout)
             except Exception as exc:  # a transport bug must not kill the export thread
                 answer = Answer(FAILED, f"the transport raised {exc!r}")
             if answer.kind != TRANSIENT:

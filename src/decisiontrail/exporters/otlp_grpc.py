@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -32,6 +33,23 @@ def _target(endpoint: str, insecure: bool | None) -> tuple[str, bool]:
         u = urlparse(endpoint)
         return u.netloc or u.path, (u.scheme == "http") if insecure is None else insecure
     return endpoint, True if insecure is None else insecure
+
+
+def _failure(exc: grpc.RpcError) -> Answer:
+    code = exc.code() if hasattr(exc, "code") else _C.UNKNOWN
+    detail = f"gRPC {getattr(code, 'name', code)}: {exc.details() if hasattr(exc, 'details') else exc}"
+    if code == _C.RESOURCE_EXHAUSTED:
+        text = detail.lower()
+        return Answer(TOO_LARGE if any(w in text for w in _SIZE_WORDS) else TRANSIENT, detail)
+    if code in _TRANSIENT:
+        return Answer(TRANSIENT, detail)
+    return Answer(REJECTED, detail)
+
+
+def _success(response: Any) -> Answer:
+    if not isinstance(response, bytes):
+        return Answer(FAILED, f"unexpected gRPC response {type(response).__name__}")
+    return Answer(OK, body=response)
 
 
 class GrpcTransport:
@@ -66,17 +84,24 @@ class GrpcTransport:
         try:
             response = self._stub()(body, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else _C.UNKNOWN
-            detail = f"gRPC {getattr(code, 'name', code)}: {exc.details() if hasattr(exc, 'details') else exc}"
-            if code == _C.RESOURCE_EXHAUSTED:
-                text = detail.lower()
-                return Answer(TOO_LARGE if any(w in text for w in _SIZE_WORDS) else TRANSIENT, detail)
-            if code in _TRANSIENT:
-                return Answer(TRANSIENT, detail)
-            return Answer(REJECTED, detail)
-        if not isinstance(response, bytes):
-            return Answer(FAILED, f"unexpected gRPC response {type(response).__name__}")
-        return Answer(OK, body=response)
+            return _failure(exc)
+        return _success(response)
+
+    def start(self, body: bytes, timeout: float) -> Callable[[], Answer]:
+        """Send without waiting: the returned function waits for the answer (otlp.Transport)."""
+        try:
+            future = self._stub().future(body, timeout=timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            failed = _failure(exc)
+            return lambda: failed
+
+        def answer() -> Answer:
+            try:
+                response = future.result()
+            except grpc.RpcError as exc:
+                return _failure(exc)
+            return _success(response)
+        return answer
 
     def partial_success(self, body: bytes) -> tuple[int, str]:
         return parse_partial_success(body)

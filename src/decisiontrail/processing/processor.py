@@ -85,6 +85,7 @@ class DecisionSpanProcessor(ExportSide, SpanProcessor):
         self._not_full = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
         self._in_flight: list[ReadableSpan] | None = None
+        self._ahead: list[ReadableSpan] | None = None  # taken and linked while _in_flight's request is on its way
         self._flush_requested = False
         self._closing = False   # shutdown began: export what is queued, then stop
         self._shutdown = False  # the export thread is gone: late spans go to the spool
@@ -109,6 +110,8 @@ class DecisionSpanProcessor(ExportSide, SpanProcessor):
                                      max_backoff=replay_max_backoff_millis / 1000, on_corrupt=self._corrupt)
             spool.on_problem = self.ledger.spool_error
             spool.on_lost = lambda n, why: self.ledger.lose(n, why, closing=self._closing)
+        if hasattr(exporter, "idle") and hasattr(exporter, "prestage"):  # exporters/otlp.py
+            exporter.idle = self._work_ahead  # the next batch is linked while a request is on its way
         self._start()
         ref = weakref.ref(self)
         # The SDK's provider shuts down at exit too, but not a provider the application made with
@@ -139,7 +142,7 @@ class DecisionSpanProcessor(ExportSide, SpanProcessor):
         self._idle = threading.Condition(self._lock)
         self._export_lock = threading.Lock()
         self.ledger.after_fork()
-        self._in_flight = None
+        self._in_flight = self._ahead = None
         self._flush_requested = self._stalled = False
         self._healthy, self._spool_retry_at, self._exporter_shut = True, 0.0, False
         if self.spool is not None and _over_grpc(self.exporter):
@@ -157,6 +160,8 @@ class DecisionSpanProcessor(ExportSide, SpanProcessor):
                 self.exporter = self.exporter_factory()
             except Exception as exc:  # keep the inherited one rather than none
                 _log.error("decisiontrail: making a fresh exporter after fork failed: %r", exc)
+            if hasattr(self.exporter, "idle") and hasattr(self.exporter, "prestage"):
+                self.exporter.idle = self._work_ahead
         after_fork = getattr(self.prepare, "after_fork", None)
         if after_fork is not None:  # one chain per process: two would claim the same positions
             after_fork()
@@ -291,8 +296,42 @@ class DecisionSpanProcessor(ExportSide, SpanProcessor):
         return not self._closing
 
     # -- export side ---------------------------------------------------------------------------
+    def _work_ahead(self) -> None:
+        """The exporter's ``idle``: while the export thread's request is on its way, take the next
+        batch (a full one, or what is left when flushing or closing), link it and have the exporter
+        encode it. It counts as in flight from here on (force_flush and shutdown see it)."""
+        if threading.current_thread() is not self._worker or self.handoff:
+            return  # the replayer's deliveries, or a forked child's
+        with self._lock:
+            if self._ahead is not None or self._in_flight is None or not self._queue:
+                return
+            if len(self._queue) < self.max_export_batch_size and not (self._flush_requested or self._closing):
+                return
+            n = min(len(self._queue), self.max_export_batch_size)
+            batch = self._ahead = [self._queue.popleft() for _ in range(n)]
+            self._not_full.notify_all()
+        if self.prepare is not None:
+            try:
+                batch = self.prepare(batch)
+            except Exception as exc:  # export unlinked rather than lose the batch
+                _log.error("decisiontrail: preparing a batch for export failed: %r", exc)
+        with self._lock:
+            if self._ahead is None:  # shutdown took it over
+                return
+            self._ahead = batch
+        prestage = getattr(self.exporter, "prestage", None)
+        if prestage is not None:
+            prestage(batch)
+
     def _run(self) -> None:
         while True:
+            with self._lock:
+                ahead, self._ahead = self._ahead, None
+                if ahead is not None:  # taken and linked while the last request was on its way
+                    self._in_flight = ahead
+            if ahead is not None:
+                self._export(ahead, prepared=True)
+                continue
             with self._lock:
                 if not self._queue and not self._closing and not self._flush_requested:
                     self._not_empty.wait(self.schedule_delay)
@@ -313,25 +352,29 @@ class DecisionSpanProcessor(ExportSide, SpanProcessor):
                 batch = [self._queue.popleft() for _ in range(n)]
                 self._in_flight = batch
                 self._not_full.notify_all()
-            if self.prepare is not None:
-                try:
-                    batch = self.prepare(batch)
-                except Exception as exc:  # export unlinked rather than lose the batch
-                    _log.error("decisiontrail: preparing a batch for export failed: %r", exc)
-            with self._lock:
-                if self._in_flight is not None:
-                    self._in_flight = batch
+            self._export(batch, prepared=False)
+
+    def _export(self, batch: list[ReadableSpan], prepared: bool) -> None:
+        """Link (unless ``prepared``) and deliver the in-flight batch."""
+        if self.prepare is not None and not prepared:
             try:
-                self._deliver(batch)
-            except Exception as exc:  # pragma: no cover - a bug here must not stop the export thread
-                _log.error("decisiontrail: delivering a batch failed: %r", exc)
-            finally:
-                with self._lock:
-                    self._in_flight = None
-                    self._stalled = False
-                    if not self._queue:
-                        self._flush_requested = False
-                        self._idle.notify_all()
+                batch = self.prepare(batch)
+            except Exception as exc:  # export unlinked rather than lose the batch
+                _log.error("decisiontrail: preparing a batch for export failed: %r", exc)
+        with self._lock:
+            if self._in_flight is not None:
+                self._in_flight = batch
+        try:
+            self._deliver(batch)
+        except Exception as exc:  # pragma: no cover - a bug here must not stop the export thread
+            _log.error("decisiontrail: delivering a batch failed: %r", exc)
+        finally:
+            with self._lock:
+                self._in_flight = None
+                self._stalled = False
+                if not self._queue and self._ahead is None:
+                    self._flush_requested = False
+                    self._idle.notify_all()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -342,7 +385,7 @@ class DecisionSpanProcessor(ExportSide, SpanProcessor):
                 return True
             self._flush_requested = True
             self._not_empty.notify()
-            while self._queue or self._in_flight is not None:
+            while self._queue or self._in_flight is not None or self._ahead is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -409,9 +452,10 @@ class DecisionSpanProcessor(ExportSide, SpanProcessor):
             self._shutdown = True
             rest = list(self._queue)
             self._queue.clear()
-            if self._worker.is_alive() and self._in_flight is not None:
-                rest[:0] = self._in_flight  # the export thread is stuck in the exporter for good
-                self._in_flight = None
+            if self._worker.is_alive() and (self._in_flight is not None or self._ahead is not None):
+                # the export thread is stuck in the exporter for good
+                rest[:0] = (self._in_flight or []) + (self._ahead or [])
+                self._in_flight = self._ahead = None
         if rest:  # prepare (the chain) is idempotent: spans the export thread linked keep their links
             self._spill(rest, "export did not finish before shutdown")
         if self.replayer is not None:
