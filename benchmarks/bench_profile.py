@@ -20,7 +20,8 @@ path (DecisionSpanProcessor, chain, spool) over OTLP gRPC, once with the SDK's O
   encoding      building the request, CPU time: ours, the bytes; the SDK's, encode_spans (its
                 serialisation, ~1.4 µs per span, happens in the RPC and counts as transport)
   transport     the rest of the export call (wall): the RPC, waiting for the collector's answer,
-                and waiting for the GIL after each pause of the encoding
+                and waiting for the GIL after each pause of the encoding; over gRPC it also holds
+                the next batch's chain work, done while the request is on its way
   export CPU    the export thread's CPU time (chain + encoding + the CPU part of the transport)
   recording CPU the inference thread's CPU time minus that of predict alone (measured first)
 
@@ -89,9 +90,11 @@ def instrument(cfg: Any, clock: Clock) -> None:
         fn = getattr(target, name)
         setattr(target, name, clock.wrap("encoding wall", clock.wrap("encoding", fn, cpu=True)))
 
-    if getattr(exporter, "encoder", None) is not None:  # ours: encoding is _encode (chunked) + encoder.group
-        encoding(exporter, "_encode")
-        encoding(exporter.encoder, "group")
+    if getattr(exporter, "encoder", None) is not None:  # ours: encoding is _encode (chunked) + encoder.group,
+        encoding(exporter, "_encode")                    # and prestage (the next batch, while a request
+        encoding(exporter.encoder, "group")              # is on its way)
+        if hasattr(exporter, "prestage"):
+            encoding(exporter, "prestage")
         exporter.deliver = clock.wrap("transport", exporter.deliver)
     elif hasattr(exporter, "_translate_data"):  # the SDK's gRPC exporter
         encoding(exporter, "_translate_data")
