@@ -12,7 +12,7 @@ WITH links AS (
     SELECT chain_id, chain_seq, chain_prev, chain_hash,
            lag(chain_seq) OVER w AS prev_seq, lag(chain_hash) OVER w AS prev_hash
     FROM (SELECT DISTINCT ON (chain_id, chain_seq) chain_id, chain_seq, chain_prev, chain_hash
-          FROM (SELECT chain_id, chain_seq, chain_prev, chain_hash FROM decisions
+          FROM (SELECT chain_id, chain_seq, chain_prev, chain_hash FROM {source}
                 WHERE chain_id IS NOT NULL AND (event_row IS NULL OR event_row = 0)
                 UNION ALL  -- outcomes, reviews and checkpoints are links of the same chains
                 SELECT chain_id, chain_seq, chain_prev, chain_hash FROM other_links))
@@ -21,6 +21,10 @@ SELECT count(DISTINCT chain_id), count(*),
        count(*) FILTER (WHERE (prev_seq IS NULL AND chain_seq <> 1) OR (prev_seq IS NOT NULL AND chain_seq <> prev_seq + 1)),
        count(*) FILTER (WHERE prev_seq IS NOT NULL AND chain_seq = prev_seq + 1 AND chain_prev <> prev_hash)
 FROM links"""
+
+
+_BASE_COLUMNS = ("decision_id, time, model_name, model_version, label, score, trace_id, span_id, reason_codes, "
+                 "redacted, truncated, collector_redacted, error")
 
 
 @dataclass
@@ -54,9 +58,14 @@ def _version(model: str, version: str | None) -> str:
 def collect(con: Any, where: str = "true", params: list[Any] | None = None) -> ReportData:
     """Aggregate the decisions matching ``where`` (SQL over ``decisions``) and their spans."""
     params = params or []
+    # As stored when the warehouse offers it (no chain_prev join): a derived chain_prev (NULL) is by
+    # construction the hash of the link before it, so it counts as no broken link.
+    stored = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'decisions_stored'").fetchone()[0]
+    source = "decisions_stored" if stored and "chain_prev" not in where else "decisions"
     # A table, not a view: DuckDB takes no prepared parameters in a view's definition (the filter's
     # values arrive as parameters), and every chart below reads the filtered set again.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE base AS SELECT * FROM decisions WHERE {where}", params)
+    # Only the columns the charts read: the inputs, outputs and explanations are most of the bytes.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE base AS SELECT {_BASE_COLUMNS} FROM {source} WHERE {where}", params)
     r = ReportData()
     total, first, last = con.execute(
         "SELECT count(*), strftime(min(time), '%Y-%m-%d %H:%M UTC'), strftime(max(time), '%Y-%m-%d %H:%M UTC') "
@@ -89,7 +98,7 @@ def collect(con: Any, where: str = "true", params: list[Any] | None = None) -> R
     r.markers = {"redacted or hashed fields": int(red), "truncated to the size cap": int(trunc),
                  "recording errors": int(err), "masked by the collector": int(coll)}
     _collect_lifecycle(con, r)
-    chains, links, gaps, broken = con.execute(_CHAIN_SQL).fetchone()
+    chains, links, gaps, broken = con.execute(_CHAIN_SQL.format(source=source)).fetchone()
     r.chain = {"chains": int(chains), "links": int(links), "gaps": int(gaps), "broken links": int(broken)}
     return r
 

@@ -36,7 +36,9 @@ from .lifecycle import LIFECYCLE_SELECT, lifecycle_of, lifecycle_sql, lifecycle_
 from .schema import DECISION_COLUMNS, KEY_PREFIX, KEYS, NO_MODEL
 from .sources import iter_chunks
 
-__all__ = ["WarehouseStore", "DECISION_SELECT"]
+__all__ = ["WarehouseStore", "DECISION_SELECT", "STORED_VIEW"]
+
+STORED_VIEW = "decisions_stored"
 
 _EXTRA = ("time_unix_nano", "trace_id", "span_id", "span_name", "service_name", "event_row")
 DECISION_SELECT = ", ".join([c.name for c in DECISION_COLUMNS] + list(_EXTRA) + ["attributes::VARCHAR"])
@@ -285,8 +287,14 @@ class WarehouseStore:
 
     def connection(self) -> Any:
         """The DuckDB connection with views ``decisions``, ``spans`` (parts + tail), ``records`` and
-        ``lifecycle`` (outcomes and reviews, by decision id)."""
+        ``lifecycle`` (outcomes and reviews, by decision id), and ``decisions_stored``
+        (``decisions`` as stored: ``chain_prev`` NULL where ``chain_prev_derived``, cheaper to scan)."""
         self.con.execute(f"CREATE OR REPLACE VIEW decisions AS SELECT * FROM {self._relation('decisions')}")
+        # The rows as stored (chain_prev NULL where chain_prev_derived): no join, for scans that do
+        # not read chain_prev (the report's charts).
+        stored = self._relation("decisions", raw=True)
+        self.con.execute(f"CREATE OR REPLACE VIEW {STORED_VIEW} AS SELECT * "
+                         f"{'EXCLUDE (filename) ' if self._files('decisions') else ''}FROM {stored}")
         self.con.execute(f"CREATE OR REPLACE VIEW spans AS SELECT * FROM {self._relation('spans')}")
         self.con.execute(f"CREATE OR REPLACE VIEW records AS {records_sql('spans')}")
         self.con.execute(f"CREATE OR REPLACE VIEW lifecycle AS {lifecycle_sql('records')}")
