@@ -33,6 +33,7 @@ from .conventions import CHECKPOINT_EVENT
 from .conventions import CheckpointAttributes as C
 from .conventions import SpanAttributes as S
 from .exporters.delivery import Delivery, deliver_with
+from .threads import start_thread
 
 __all__ = ["AnchorStore", "AnchoringExporter"]
 
@@ -111,8 +112,7 @@ class AnchoringExporter(SpanExporter):
         with self._cond:
             self._pending.extend(notes)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="decisiontrail-anchors", daemon=True)
-                self._thread.start()
+                self._thread = start_thread(self._run, "decisiontrail-anchors")
             self._cond.notify_all()
 
     def _run(self) -> None:

@@ -41,6 +41,7 @@ from .conventions import CheckpointAttributes as C
 from .conventions import DecisionAttributes as D
 from .conventions import SpanAttributes as S
 from .encoding import is_cut, sha256_hex
+from .threads import start_thread
 from .ids import new_decision_id
 from .version import __version__
 
@@ -233,8 +234,7 @@ class ChainStage:
         if self.checkpointer is None:
             return
         self._stop = threading.Event()
-        self._timer = threading.Thread(target=self._tick, name="decisiontrail-checkpoint", daemon=True)
-        self._timer.start()
+        self._timer = start_thread(self._tick, "decisiontrail-checkpoint")
 
     def _tick(self) -> None:
         cp, stop, asked = self.checkpointer, self._stop, -1

@@ -22,6 +22,7 @@ from .. import stats
 from ..deadletter import DeadLetterFile
 from ..losses import Ledger
 from ..spool import Replayer, Spool
+from ..threads import start_thread
 from .counting import decision_count, compact
 from .counting import decisions as _decisions
 from .exporting import ExportSide
@@ -129,8 +130,7 @@ class DecisionSpanProcessor(ExportSide, SpanProcessor):
     def _start(self) -> None:
         if self.replayer is not None and self.spool is not None and self.spool.pending():
             self.replayer.wake()  # left by an earlier process (or a crash): deliver it now
-        self._worker = threading.Thread(target=self._run, name="decisiontrail-export", daemon=True)
-        self._worker.start()
+        self._worker = start_thread(self._run, "decisiontrail-export")
 
     def _after_fork(self) -> None:
         """In a forked child (a pre-forking server, a multiprocessing worker): the parent's threads

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from ..threads import start_thread
 from .records import Record
 from .segments import Segment, Spool
 
@@ -76,9 +77,8 @@ class Replayer:
                 return
             self._requested += 1
             if self._thread is None:
-                thread = threading.Thread(target=self._run, name="decisiontrail-replay", daemon=True)
                 try:
-                    thread.start()
+                    thread = start_thread(self._run, "decisiontrail-replay")
                 except RuntimeError:  # interpreter shutdown: what is spooled waits for the next process
                     return
                 self._thread = thread
