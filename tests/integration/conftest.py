@@ -33,6 +33,11 @@ from integration_support import (
     free_port,
     wait_until,
 )
+
+import decisiontrail
+from decisiontrail import stats
+from decisiontrail.config import Configuration
+from decisiontrail.recorder import set_recorder
 from kafka_support import FETCH_SCRIPT, KafkaBroker, new_broker
 
 
@@ -196,6 +201,39 @@ def collector_factory(binaries: Binaries, tmp_path: Path, request: pytest.Fixtur
 def collector(collector_factory: Callable[..., CollectorProcess], jaeger: JaegerProcess) -> CollectorProcess:
     """A running collector of this test alone, sending to the ``jaeger`` fixture."""
     return collector_factory(jaeger=jaeger)
+
+
+@pytest.fixture
+def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               request: pytest.FixtureRequest) -> Iterator[Callable[..., Configuration]]:
+    """``configured(endpoint, **configure_kwargs)``: decisiontrail configured (not as the global
+    provider) against ``endpoint`` (a URL, or a collector for its OTLP gRPC endpoint), its spool in
+    ``tmp_path/spool`` unless ``spool_dir`` says otherwise, the replay's backoff short (the test
+    module's ``REPLAY_BACKOFF_MILLIS``, else 200 ms to 1 s; ``processor_options`` win) and the
+    service named after the test module. The environment's OTEL_/DECISIONTRAIL_ settings are
+    removed and the counters zeroed first; every configuration is shut down after the test."""
+    for var in [v for v in os.environ if v.startswith(("OTEL_", "DECISIONTRAIL_"))]:
+        monkeypatch.delenv(var)
+    low, high = getattr(request.module, "REPLAY_BACKOFF_MILLIS", (200, 1000))
+    service = request.module.__name__.rpartition(".")[2].removeprefix("test_")
+    made: list[Configuration] = []
+
+    def make(endpoint: str | CollectorProcess, **kwargs: Any) -> Configuration:
+        if isinstance(endpoint, CollectorProcess):
+            endpoint = endpoint.otlp_grpc_endpoint
+        options = {"replay_min_backoff_millis": low, "replay_max_backoff_millis": high} | kwargs.pop(
+            "processor_options", {})
+        cfg = decisiontrail.configure(endpoint=endpoint, spool_dir=kwargs.pop("spool_dir", tmp_path / "spool"),
+                                      service_name=service, set_global=False, processor_options=options,
+                                      **kwargs)
+        made.append(cfg)
+        return cfg
+
+    stats.reset()
+    yield make
+    for cfg in made:
+        cfg.shutdown()
+    set_recorder(None)
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,8 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +31,6 @@ from sklearn.linear_model import LogisticRegression
 import decisiontrail
 from decisiontrail import audited, decision, record_decision, stats
 from decisiontrail.config import Configuration
-from decisiontrail.recorder import set_recorder
 from decisiontrail.store.reader import ReadStats, iter_decisions
 
 ROWS = 256
@@ -46,25 +44,7 @@ def model() -> tuple[LogisticRegression, list[np.ndarray]]:
     return LogisticRegression().fit(X, y), [X[i:i + 1] for i in range(ROWS)]
 
 
-@pytest.fixture
-def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Configuration]]:
-    for var in [v for v in os.environ if v.startswith(("OTEL_", "DECISIONTRAIL_"))]:
-        monkeypatch.delenv(var)
-    made: list[Configuration] = []
-
-    def make(collector: CollectorProcess, **kwargs: Any) -> Configuration:
-        options = {"replay_min_backoff_millis": 200, "replay_max_backoff_millis": 2000} | kwargs.pop(
-            "processor_options", {})
-        cfg = decisiontrail.configure(endpoint=collector.otlp_grpc_endpoint, spool_dir=tmp_path / "spool",
-                                      service_name="faults", set_global=False, processor_options=options, **kwargs)
-        made.append(cfg)
-        return cfg
-
-    stats.reset()
-    yield make
-    for cfg in made:
-        cfg.shutdown()
-    set_recorder(None)
+REPLAY_BACKOFF_MILLIS = (200, 2000)  # the conftest `configured` fixture's replay backoff
 
 
 def audited_predict(model: tuple[LogisticRegression, list[np.ndarray]]) -> Callable[[int], int]:

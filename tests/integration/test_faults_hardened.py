@@ -24,9 +24,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from integration_support import CollectorProcess, free_port, wait_until
@@ -37,33 +35,13 @@ from decisiontrail import DecisionLostError, record_decision, stats
 from decisiontrail.config import Configuration
 from decisiontrail.conventions import SpanAttributes as S
 from decisiontrail.deadletter import read_dead_letters
-from decisiontrail.recorder import set_recorder
 from decisiontrail.spool import segments as spool_segments
 from decisiontrail.store.reader import iter_decisions
 
 HUGE = 20 * 1024 * 1024
 
 
-@pytest.fixture
-def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Configuration]]:
-    for var in [v for v in os.environ if v.startswith(("OTEL_", "DECISIONTRAIL_"))]:
-        monkeypatch.delenv(var)
-    made: list[Configuration] = []
-
-    def make(endpoint: str, **kwargs: Any) -> Configuration:
-        options = {"replay_min_backoff_millis": 100, "replay_max_backoff_millis": 1000} | kwargs.pop(
-            "processor_options", {})
-        cfg = decisiontrail.configure(endpoint=endpoint, spool_dir=kwargs.pop("spool_dir", tmp_path / "spool"),
-                                      service_name="hardened", set_global=False, processor_options=options,
-                                      **kwargs)
-        made.append(cfg)
-        return cfg
-
-    stats.reset()
-    yield make
-    for cfg in made:
-        cfg.shutdown()
-    set_recorder(None)
+REPLAY_BACKOFF_MILLIS = (100, 1000)  # the conftest `configured` fixture's replay backoff
 
 
 def stored_ids(collector: CollectorProcess, wanted: set[str], timeout: float = 60) -> list[str]:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import http.client
 import http.server
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from integration_support import CollectorProcess, wait_until
@@ -27,29 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 import decisiontrail
 from decisiontrail import record_decision, stats
 from decisiontrail.config import Configuration
-from decisiontrail.recorder import set_recorder
 from decisiontrail.store.reader import iter_decisions
-
-
-@pytest.fixture
-def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Configuration]]:
-    for var in [v for v in os.environ if v.startswith(("OTEL_", "DECISIONTRAIL_"))]:
-        monkeypatch.delenv(var)
-    made: list[Configuration] = []
-
-    def make(endpoint: str, **kwargs: Any) -> Configuration:
-        options = {"replay_min_backoff_millis": 200, "replay_max_backoff_millis": 1000} | kwargs.pop(
-            "processor_options", {})
-        cfg = decisiontrail.configure(endpoint=endpoint, spool_dir=tmp_path / "spool", service_name="limits",
-                                      set_global=False, processor_options=options, **kwargs)
-        made.append(cfg)
-        stats.reset()
-        return cfg
-
-    yield make
-    for cfg in made:
-        cfg.shutdown()
-    set_recorder(None)
 
 
 def stored_ids(collector: CollectorProcess) -> set[str]:
