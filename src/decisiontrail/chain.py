@@ -135,8 +135,14 @@ def _rebuilt(s: ReadableSpan, events: list[Event]) -> ReadableSpan:
         values = _span_fields(d)
     except KeyError:  # pragma: no cover - a ReadableSpan made without its __init__
         values = tuple(d.get(k) for k in _SPAN_FIELDS)
+    old = d.get("_events")
+    if type(old) is BoundedList and old.dropped:  # events the span's limit pushed out stay counted
+        kept: Any = BoundedList.from_seq(None, events)
+        kept.dropped = old.dropped
+    else:
+        kept = tuple(events)
     out = ReadableSpan.__new__(ReadableSpan)
-    out.__dict__.update(zip(_SPAN_FIELDS, values), _events=tuple(events))
+    out.__dict__.update(zip(_SPAN_FIELDS, values), _events=kept)
     return out
 
 

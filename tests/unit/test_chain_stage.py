@@ -9,7 +9,7 @@ import math
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -73,3 +73,22 @@ def test_linked_spans_are_not_linked_again() -> None:
     again = stage(once)
     assert [a is b for a, b in zip(once, again)] == [True, True]
     assert stage.chain is not None and stage.chain.seq == 2
+
+
+def test_a_linked_span_keeps_the_count_of_events_the_sdk_dropped() -> None:
+    """Events pushed out by the span's event limit stay counted on the span the stage rebuilds
+    (OTLP's dropped_events_count), in both encoders' output."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_events=3))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("t").start_as_current_span("POST /score") as span:
+        span.add_event("log", {"n": 0})  # the oldest: pushed out by the last one
+        span.add_event(DECISION_EVENT, {"model.name": "m", D.INPUT: '{"x":1}'})
+        span.add_event("log", {"n": 1})
+        span.add_event("log", {"n": 2})
+    (before,) = memory.get_finished_spans()
+    assert before.dropped_events == 1
+    (after,) = ChainStage(HashChain())([before])
+    assert after is not before and after.events[0].attributes[D.CHAIN_SEQ] == 1  # type: ignore[index]
+    assert after.dropped_events == 1 and len(after.events) == 3
+    assert ProtoEncoder().encode([after]) == encode_spans([after]).SerializeToString()
