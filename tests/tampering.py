@@ -15,6 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
+from decisiontrail import record_decision, record_review
 from decisiontrail.chain import chain_hash
 from decisiontrail.checkpoints import Checkpoint, SignedNote
 from decisiontrail.conventions import AUDIT_EVENTS, CHECKPOINT_EVENT, DECISION_EVENT, REVIEW_EVENT
@@ -22,6 +25,8 @@ from decisiontrail.conventions import CheckpointAttributes as C
 from decisiontrail.conventions import DecisionAttributes as D
 from decisiontrail.conventions import LifecycleAttributes as L
 from decisiontrail.exporters.otlpjson import decode_attributes, encode_value
+from decisiontrail.config import Configuration
+from decisiontrail.recorder import get_recorder, set_recorder
 from decisiontrail.signing import Signer
 
 
@@ -248,3 +253,22 @@ CASES: dict[str, tuple[Callable[[AuditFiles, Signer], None], str]] = {
     "deleted checkpoint": (delete_checkpoint, r"are missing \(deleted\)"),
     "appended after close": (append_after_close, r"come after the chain was closed"),
 }
+
+
+def write_chain(cfg: Configuration, n: int) -> None:
+    """One process's chain through ``cfg``: ``n`` decisions in request spans, an override review of
+    the sixth, flushes every 4 decisions (so checkpoints every 8 fall mid-chain), one packed batch of
+    3 rows, then a clean shutdown (a closed checkpoint)."""
+    tracer = cfg.tracer_provider.get_tracer("tests")
+    try:
+        for i in range(n):
+            with tracer.start_as_current_span("POST /loans", kind=SpanKind.SERVER):
+                did = record_decision("m", {"i": i}, {"out": i % 2}, label=str(i % 2), score=i / 100)
+            if i == 5:
+                record_review(did, reviewer="alice", action="override", label="1", rationale="checked")
+            if i % 4 == 3:
+                assert cfg.force_flush()
+        get_recorder().record_batch("m", [[1, 2], [3, 4], [5, 6]], [0, 1, 0])
+    finally:
+        cfg.shutdown()
+        set_recorder(None)

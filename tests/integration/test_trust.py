@@ -13,13 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from integration_support import CollectorProcess, wait_until
-from opentelemetry.trace import SpanKind
-from tampering import CASES, AuditFiles
+from tampering import CASES, AuditFiles, write_chain
 
 import decisiontrail
-from decisiontrail import record_decision, record_review
 from decisiontrail.anchors import AnchorStore
-from decisiontrail.recorder import get_recorder, set_recorder
 from decisiontrail.signing import keygen, load_signer, load_verifier
 from decisiontrail.store.reader import iter_spans
 from decisiontrail.verification import Report, audit_events, verify_records
@@ -39,19 +36,7 @@ def report(audit_dir: Path, keys: list[Path], anchors: Path) -> Report:
 def send_chain(endpoint: str, key: Path, anchors: Path, service: str, n: int = 20) -> None:
     cfg = decisiontrail.configure(endpoint=endpoint, service_name=service, set_global=False, signing_key=key,
                                   anchors=anchors, checkpoint_every=8)
-    tracer = cfg.tracer_provider.get_tracer("tests")
-    try:
-        for i in range(n):
-            with tracer.start_as_current_span("POST /loans", kind=SpanKind.SERVER):
-                did = record_decision("m", {"i": i}, {"out": i % 2}, label=str(i % 2), score=i / 100)
-            if i == 5:
-                record_review(did, reviewer="alice", action="override", label="1", rationale="checked")
-            if i % 4 == 3:
-                assert cfg.force_flush()
-        get_recorder().record_batch("m", [[1, 2], [3, 4], [5, 6]], [0, 1, 0])
-    finally:
-        cfg.shutdown()
-        set_recorder(None)
+    write_chain(cfg, n)
 
 
 def test_every_tampering_of_the_collectors_files_is_caught(collector_factory: Callable[..., CollectorProcess],

@@ -9,13 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from opentelemetry.trace import SpanKind
-from tampering import CASES, AuditFiles
+from tampering import CASES, AuditFiles, write_chain
 
 import decisiontrail
-from decisiontrail import record_decision, record_review
 from decisiontrail.cli import main
-from decisiontrail.recorder import get_recorder, set_recorder
 from decisiontrail.signing import load_signer
 from decisiontrail.store import iter_decisions
 
@@ -35,19 +32,7 @@ def record_chain(data: Path, anchors: Path, key: Path, service: str) -> None:
     (every 8 decisions) fall in the middle of the chain, then a clean shutdown (closed)."""
     cfg = decisiontrail.configure(path=data, service_name=service, set_global=False, signing_key=key,
                                   anchors=anchors, checkpoint_every=8)
-    tracer = cfg.tracer_provider.get_tracer("tests")
-    try:
-        for i in range(PER_CHAIN):
-            with tracer.start_as_current_span("POST /loans", kind=SpanKind.SERVER):
-                did = record_decision("m", {"i": i}, {"out": i % 2}, label=str(i % 2), score=i / 100)
-            if i == 5:
-                record_review(did, reviewer="alice", action="override", label="1", rationale="checked")
-            if i % 4 == 3:
-                assert cfg.force_flush()
-        get_recorder().record_batch("m", [[1, 2], [3, 4], [5, 6]], [0, 1, 0])
-    finally:
-        cfg.shutdown()
-        set_recorder(None)
+    write_chain(cfg, PER_CHAIN)
 
 
 @pytest.fixture(scope="module")
