@@ -138,9 +138,9 @@ def _default(value: str) -> str:
 
 @pytest.mark.parametrize("overlays", [[], *[[o] for o in OVERLAYS]], ids=["main", *[o.name for o in OVERLAYS]])
 def test_audit_path_goes_through_an_fsynced_persistent_queue(overlays: list[Path]) -> None:
-    """otlp -> traces/audit -> otlp/audit (persistent queue on an fsynced file_storage, retried
-    forever, refusing rather than dropping when full) -> loopback -> traces/audit-write -> file/audit,
-    and no batch processor anywhere on that path."""
+    """otlp -> traces/intake (redaction) -> forward/redacted -> traces/audit -> otlp/audit
+    (persistent queue on an fsynced file_storage, retried forever, refusing rather than dropping when
+    full) -> loopback -> traces/audit-write -> file/audit, and no batch processor on that path."""
     config = _load(*overlays)
     pipelines: dict[str, dict[str, list[str]]] = config["service"]["pipelines"]
     exporters, receivers, extensions = config["exporters"], config["receivers"], config["extensions"]
@@ -160,14 +160,22 @@ def test_audit_path_goes_through_an_fsynced_persistent_queue(overlays: list[Path
         if name != write_name:
             assert "otlp/audit-loopback" not in p["receivers"], f"{name} must not receive the loopback traffic"
 
-    # The intake side: spans with decisions, filtered and redacted, into the audit queue.
+    # The intake side: every request through the memory limiter and the redaction, once, then
+    # through the forward connector (synchronous: the audit pipeline's answer reaches the sender) to
+    # the audit pipeline, which keeps the spans with decisions and puts them into the audit queue.
     audit = [n for n, p in pipelines.items() if "filter/audit" in p.get("processors", [])]
     assert audit == ["traces/audit"], audit
-    intake = pipelines["traces/audit"]
-    assert intake["receivers"] == ["otlp"]
-    assert intake["processors"] == ["memory_limiter", "filter/audit", "transform/redact"]
-    assert "otlp/audit" in intake["exporters"] and "file/audit" not in intake["exporters"]
-    for name in (write_name, "traces/audit"):
+    audit_pipeline = pipelines["traces/audit"]
+    assert audit_pipeline["receivers"] == ["forward/redacted"]
+    assert audit_pipeline["processors"] == ["filter/audit"]
+    assert "otlp/audit" in audit_pipeline["exporters"] and "file/audit" not in audit_pipeline["exporters"]
+    feeding = [n for n, p in pipelines.items() if "forward/redacted" in p["exporters"]]
+    assert feeding == ["traces/intake"], feeding
+    intake = pipelines["traces/intake"]
+    assert intake["receivers"] == ["otlp"] and intake["exporters"] == ["forward/redacted"]
+    assert intake["processors"] == ["memory_limiter", "transform/redact"]
+    assert list(config["connectors"]) == ["forward/redacted"], "a forward connector: no queue, no batching"
+    for name in (write_name, "traces/intake", "traces/audit"):
         assert not [c for c in pipelines[name].get("processors", []) if _kind(c) == "batch"], \
             f"{name}: a batch processor acknowledges before the write"
 
@@ -195,7 +203,7 @@ def test_builder_manifest_lists_exactly_the_components_used() -> None:
     """collector-config/builder-config.yaml builds what otelcol.yaml, its overlays and the scale-out
     configs use, nothing else."""
     manifest = yaml.safe_load((REPO / "collector-config" / "builder-config.yaml").read_text())
-    used: dict[str, set[str]] = {k: set() for k in ("receivers", "processors", "exporters", "extensions")}
+    used: dict[str, set[str]] = {k: set() for k in ("receivers", "processors", "connectors", "exporters", "extensions")}
     configs = [COLLECTOR_CONFIG, *OVERLAYS, AGENT_CONFIG, AGENT_LOADBALANCING, GATEWAY_OVERLAY]
     for config in (yaml.safe_load(c.read_text()) for c in configs):
         for section in used:
@@ -203,8 +211,8 @@ def test_builder_manifest_lists_exactly_the_components_used() -> None:
     # Module path -> component type: the last path element minus its kind suffix (otlpreceiver -> otlp,
     # filestorage -> file_storage, healthcheckextension -> health_check, memorylimiterprocessor -> memory_limiter).
     aliases = {"filestorage": "file_storage", "healthcheck": "health_check", "memorylimiter": "memory_limiter"}
-    for section, suffix in (("receivers", "receiver"), ("processors", "processor"), ("exporters", "exporter"),
-                            ("extensions", "extension")):
+    for section, suffix in (("receivers", "receiver"), ("processors", "processor"), ("connectors", "connector"),
+                            ("exporters", "exporter"), ("extensions", "extension")):
         built = set()
         for entry in manifest.get(section) or []:
             name = entry["gomod"].split()[0].rsplit("/", 1)[1].removesuffix(suffix)
@@ -266,11 +274,12 @@ def test_agent_acknowledges_only_what_is_in_its_fsynced_queue(role: str) -> None
 
 
 def test_gateway_is_otelcol_reading_kafka_at_least_once() -> None:
-    """The gateway overlay only swaps the intake: the audit topic into traces/audit and the traces
-    topic into traces/jaeger, both with at-least-once marking; the rest exactly otelcol.yaml's."""
+    """The gateway overlay only swaps the intake: the audit topic into traces/intake (redacted, then
+    forwarded to traces/audit) and the traces topic into traces/jaeger, which then redacts for
+    itself; both with at-least-once marking; the rest exactly otelcol.yaml's."""
     base, gateway = _load(), _load_files(SCALE_OUT["gateway-kafka"])
     agent = _load_files(SCALE_OUT["agent-kafka"])["exporters"]
-    intake = {"traces/audit": ("kafka/audit", "kafka/audit"), "traces/jaeger": ("kafka/traces", "kafka/traces")}
+    intake = {"traces/intake": ("kafka/audit", "kafka/audit"), "traces/jaeger": ("kafka/traces", "kafka/traces")}
     for pipeline, (receiver, exporter) in intake.items():
         kafka = gateway["receivers"][receiver]
         assert gateway["service"]["pipelines"][pipeline]["receivers"] == [receiver]
@@ -280,9 +289,13 @@ def test_gateway_is_otelcol_reading_kafka_at_least_once() -> None:
             "with a time limit a refused message stops its partition for good"
         assert kafka["traces"]["topic"] == agent[exporter]["traces"]["topic"] and kafka["brokers"] == agent[exporter]["brokers"]
     assert gateway["receivers"]["kafka/audit"]["group_id"] != gateway["receivers"]["kafka/traces"]["group_id"]
+    jaeger = gateway["service"]["pipelines"]["traces/jaeger"]
+    assert jaeger["processors"] == ["memory_limiter", "transform/redact", *base["service"]["pipelines"]["traces/jaeger"]["processors"]], \
+        "the traces topic is not redacted upstream: the gateway's Jaeger pipeline does it"
     for name, pipeline in gateway["service"]["pipelines"].items():
         expected = base["service"]["pipelines"][name]
-        assert {k: v for k, v in pipeline.items() if k != "receivers"} == \
-            {k: v for k, v in expected.items() if k != "receivers"}, name
+        changed = ("receivers", "processors") if name == "traces/jaeger" else ("receivers",)
+        assert {k: v for k, v in pipeline.items() if k not in changed} == \
+            {k: v for k, v in expected.items() if k not in changed}, name
     assert gateway["service"]["pipelines"]["traces/audit-write"] == base["service"]["pipelines"]["traces/audit-write"]
     assert gateway["exporters"] == base["exporters"] and gateway["extensions"] == base["extensions"]
