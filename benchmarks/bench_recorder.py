@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--profile", metavar="LETTER", help="profile one variant (a letter, e.g. b) after the rounds")
+    ap.add_argument("--variants", metavar="LETTERS", default="sabcdefgh",
+                    help="the variants to run, by letter (default: all; (s) and (a) always run)")
     args = ap.parse_args()
 
     # The stock BatchSpanProcessor logs each span it drops from a full queue: not the cost measured.
@@ -171,6 +173,7 @@ def main() -> None:
                 "(e) encode 10 fields (bounded)": (encode_after, None),
                 "(f) encode 10 fields (before)": (encode_before, None),
                 "(g) record_outcome": (outcome, None), "(h) record_review": (review, None)}
+    variants = {k: v for k, v in variants.items() if k[1] in args.variants + "sa"}
     results: dict[str, list[float]] = {k: [] for k in variants}
     gc_share: dict[str, list[float]] = {k: [] for k in variants}
     for name, (fn, around) in variants.items():  # warm-up

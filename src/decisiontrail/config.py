@@ -37,6 +37,10 @@ Resolution of each setting: argument > environment variable > default.
   closed one at shutdown. A bad key argument raises; a bad key in the environment is logged as an
   error and the checkpoints go unsigned.
 
+- ``gc_freeze`` > ``DECISIONTRAIL_GC_FREEZE`` > off: at the end of configure(), ``gc.collect()`` then
+  ``gc.freeze()``, so that later collections no longer walk what is loaded by then
+  (docs/operations.md says when that is safe).
+
 A bad environment value warns and falls back to the default; a bad argument raises
 ConfigurationError. With ``tracer_provider`` (the application's own SDK provider) the processor and
 exporter are added to it and its sampler is wrapped, instead of creating a provider.
@@ -45,6 +49,7 @@ exporter are added to it and its sampler is wrapped, instead of creating a provi
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import re
@@ -112,6 +117,13 @@ class Configuration:
 
     def shutdown(self) -> None:
         self.processor.shutdown()
+
+
+def freeze_heap() -> None:
+    """``gc_freeze``: collect, then move every object the garbage collector tracks (the modules, the
+    model, what the application loaded) to its permanent generation, which no later collection walks."""
+    gc.collect()
+    gc.freeze()
 
 
 def _payload_store(arg: str | os.PathLike[str] | PayloadStore | Literal[False] | None) -> PayloadStore | None:
@@ -288,6 +300,7 @@ def configure(
     payload_store: str | os.PathLike[str] | PayloadStore | Literal[False] | None = None,
     dead_letter_dir: str | os.PathLike[str] | None = None,
     durability: str | None = None,
+    gc_freeze: bool | None = None,
 ) -> Configuration:
     """Set up decision recording; see the module docstring for how each setting is resolved."""
     if on_full is not None and on_full not in ON_FULL_POLICIES:
@@ -376,4 +389,6 @@ def configure(
     )
     recorder = Recorder(settings, tracer_provider=tracer_provider)
     set_recorder(recorder)
+    if gc_freeze if gc_freeze is not None else _env_bool("DECISIONTRAIL_GC_FREEZE", False):
+        freeze_heap()
     return Configuration(tracer_provider, processor, exporter, recorder, destination, processor.spool)

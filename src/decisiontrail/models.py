@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -28,6 +29,11 @@ class ModelIdentity:
     artifact_hash: str | None = None
 
     def attributes(self) -> dict[str, Any]:
+        """The model attributes of a decision: a new dict each call (the caller adds to it)."""
+        return self._attributes.copy()
+
+    @functools.cached_property
+    def _attributes(self) -> dict[str, Any]:  # built once per identity (every decision copies it)
         out: dict[str, Any] = {M.NAME: self.name}
         if self.version:
             out[M.VERSION] = self.version

@@ -119,3 +119,27 @@ def test_decisions_survive_a_sampler_that_drops_every_trace(tmp_path: Path, monk
     cfg.force_flush()
     (d,) = iter_decisions(tmp_path)
     assert d.decision_id == did and d.trace_id == format(req.get_span_context().trace_id, "032x")
+
+
+def test_gc_freeze_moves_the_heap_out_of_later_collections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    gc.unfreeze()
+    try:
+        cfg = decisiontrail.configure(path=tmp_path / "a", set_global=False)
+        cfg.shutdown()
+        assert gc.get_freeze_count() == 0  # not by default
+        cfg = decisiontrail.configure(path=tmp_path / "b", set_global=False, gc_freeze=True)
+        cfg.shutdown()
+        assert gc.get_freeze_count() > 1000  # the modules, the SDK, this test's objects
+        gc.unfreeze()
+        monkeypatch.setenv("DECISIONTRAIL_GC_FREEZE", "1")
+        cfg = decisiontrail.configure(path=tmp_path / "c", set_global=False)
+        cfg.shutdown()
+        assert gc.get_freeze_count() > 1000
+        gc.unfreeze()
+        cfg = decisiontrail.configure(path=tmp_path / "d", set_global=False, gc_freeze=False)  # the argument wins
+        cfg.shutdown()
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()

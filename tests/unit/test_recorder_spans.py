@@ -156,3 +156,63 @@ def test_queued_spans_read_the_same_with_their_lists_compacted() -> None:
     assert (type(plain._attributes), type(plain._events), plain._links) == (dict, tuple, ())
     assert type(dropped._links) is not tuple and type(dropped._attributes) is not dict  # they keep their counts
     processor.shutdown()
+
+
+def test_queued_spans_share_their_trace_flags_and_keep_their_context() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter as Memory
+
+    from tests.unit.processor_support import make
+
+    exporter = Memory()
+    processor, provider = make(exporter, prepare=None)
+    started = []
+    for name in ("one", "two"):
+        span = provider.get_tracer("t").start_span(name)
+        started.append(span.get_span_context())
+        span.add_event(DECISION_EVENT, {"decision.id": name})
+        span.set_attribute(S.DECISION_COUNT, 1)
+        span.end()
+    assert processor.force_flush()
+    one, two = exporter.get_finished_spans()
+    assert [one.context, two.context] == started  # trace id, span id, flags, state: the same values
+    assert one.context.trace_flags is two.context.trace_flags  # one TraceFlags object for both
+    assert one.context.trace_flags.sampled and type(one.context.trace_flags) is type(started[0].trace_flags)
+    assert one.context.trace_state is started[0].trace_state
+    processor.shutdown()
+
+
+def test_a_queued_decision_keeps_four_objects_alive_for_the_garbage_collector() -> None:
+    """What every collection walks while the no-loss queue holds a decision (processing/counting.py)."""
+    import gc
+
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    from decisiontrail.processing import DecisionSpanProcessor
+
+    release = threading.Event()
+
+    class Held(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            release.wait(10)
+            return SpanExportResult.SUCCESS
+
+    processor = DecisionSpanProcessor(Held(), max_export_batch_size=1, schedule_delay_millis=1)
+    provider = TracerProvider(sampler=AuditSampler(ParentBased(ALWAYS_ON)), shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    rec = Recorder(RecorderSettings(), tracer_provider=provider)
+    try:
+        rec.record("m", {"x": 1}, 1)  # the export thread takes it and waits in Held
+        for _ in range(500):
+            if not processor._queue:
+                break
+            threading.Event().wait(0.01)
+        gc.collect()
+        before = len(gc.get_objects())
+        for _ in range(200):
+            rec.record("m", {"x": 1}, 1)
+        gc.collect()
+        assert len(processor._queue) == 200
+        assert (len(gc.get_objects()) - before) / 200 <= 4.05  # span, context, events tuple, event
+    finally:
+        release.set()
+        processor.shutdown()

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import SpanContext, TraceFlags
 
 from ..conventions import SpanAttributes as S
 
@@ -35,19 +36,35 @@ def decisions(spans: Sequence[ReadableSpan]) -> int:
 
 
 def compact(span: ReadableSpan) -> None:
-    """Hold a queued span's attributes in a plain dict and its events and links in tuples, as the
-    SDK's ReadableSpan takes them and as ``chain.ChainStage`` holds the spans it rebuilds.
+    """Hold a queued span's attributes in a plain dict, its events and links in tuples (as the SDK's
+    ReadableSpan takes them and as ``chain.ChainStage`` holds the spans it rebuilds), and its trace
+    flags in one shared ``TraceFlags`` per value.
 
-    Each of the SDK's ``BoundedList`` is three objects the garbage collector tracks (the list, its
-    deque, its lock) and a ``BoundedAttributes`` two (its dict of plain values is not tracked); every
-    full collection traverses all the spans the no-loss queue holds (up to ``max_queue_size``), so a
-    decision span goes from ~13 tracked objects to ~5. Only containers that dropped nothing are
-    replaced, so ``attributes``, ``events``, ``links`` and their ``dropped_*`` counts read the same;
-    an ended span is never written again (the SDK refuses attributes and events on it)."""
+    Every full collection traverses all the spans the no-loss queue holds (up to ``max_queue_size``),
+    and the objects a queued span keeps alive set how often collections run at all (a collection of
+    the youngest generation every 700 of them). Each of the SDK's ``BoundedList`` is three objects the
+    garbage collector tracks (the list, its deque, its lock), a ``BoundedAttributes`` two (its dict of
+    plain values is not tracked), and the SDK makes a ``TraceFlags`` (an int with a ``__dict__``, so
+    tracked) for every span; a decision span goes from ~13 tracked objects to 4: the span, its
+    ``SpanContext``, its events tuple and its event. Only containers that dropped nothing are
+    replaced, so ``attributes``, ``events``, ``links``, the context and the ``dropped_*`` counts read
+    the same; an ended span is never written again (the SDK refuses attributes and events on it)."""
     attrs = getattr(span, "_attributes", None)
     if type(attrs) is BoundedAttributes and not attrs.dropped and type(attrs._dict) is dict:
         span._attributes = attrs._dict
     for name in ("_events", "_links"):
         lst = getattr(span, name, None)
         if type(lst) is BoundedList and not lst.dropped:
-            setattr(span, name, tuple(lst))
+            # its deque as it is: iterating the BoundedList takes its lock and copies it first
+            setattr(span, name, tuple(getattr(lst, "_dq", lst)))
+    ctx = getattr(span, "_context", None)
+    if type(ctx) is SpanContext:
+        flags = ctx.trace_flags
+        shared = _FLAGS.get(flags)
+        if shared is None and type(flags) is TraceFlags and 0 <= flags <= 0xFF:
+            shared = _FLAGS.setdefault(int(flags), flags)
+        if shared is not None and shared is not flags:
+            span._context = SpanContext(ctx.trace_id, ctx.span_id, ctx.is_remote, shared, ctx.trace_state)
+
+
+_FLAGS: dict[int, TraceFlags] = {}  # one TraceFlags per value (at most 256): shared by queued spans

@@ -48,6 +48,8 @@ class Recorder(RecordBuilder):
         super().__init__(settings)
         self.tracer: Tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         self._batch: BatchEncoder | None = None  # stateless between calls: made once per settings
+        # id(identity) -> (identity, span name, start attributes); the identity kept keeps its id unique
+        self._starts: dict[int, tuple[ModelIdentity, str, AuditStart]] = {}
         _warn_without_no_loss(tracer_provider or trace.get_tracer_provider())
 
     def emit(self, span: Span, attrs: dict[str, Any], decisions: int = 1, validated: bool = True,
@@ -168,9 +170,17 @@ class Recorder(RecordBuilder):
 
     def start_span(self, ident: ModelIdentity) -> Span:
         # decision.audit and model.name let AuditSampler keep this span whatever the trace sampler
-        # says; it leaves setting them to us (sampling.AuditStart), valid as they are.
-        attrs = AuditStart({S.DECISION_AUDIT: True, M.NAME: ident.name})
-        span = self.tracer.start_span(f"predict {ident.name}", attributes=attrs)
+        # says; it leaves setting them to us (sampling.AuditStart), valid as they are. The name and
+        # the start attributes are made once per identity: only read (by the sampler, and copied
+        # into the span), never written.
+        known = self._starts.get(id(ident))
+        if known is None or known[0] is not ident:
+            known = (ident, f"predict {ident.name}", AuditStart({S.DECISION_AUDIT: True, M.NAME: ident.name}))
+            if len(self._starts) >= 4096:
+                self._starts.clear()
+            self._starts[id(ident)] = known
+        _, name, attrs = known
+        span = self.tracer.start_span(name, attributes=attrs)
         if span.is_recording():
             set_start_attributes(span, attrs)
         return span
