@@ -65,6 +65,8 @@ def _canonical(payload: dict[str, Any]) -> str:
     if _c_dumps is None:  # pragma: no cover - CPython has the C encoder
         return _dumps(payload)
     return "".join(_c_dumps(payload, 0))
+_enc = c_encode_basestring
+_CHAIN_ID, _CHAIN_SEQ, _CHAIN_PREV, _CHAIN_HASH = D.CHAIN_ID, D.CHAIN_SEQ, D.CHAIN_PREV, D.CHAIN_HASH
 _ids = RandomIdGenerator()
 _SCOPE = InstrumentationScope(SCOPE_NAME, __version__)
 
@@ -75,18 +77,28 @@ def chain_hash(name: str, attributes: Mapping[str, Any], time_unix_nano: int, tr
     # the summary itself is chained.
     truncated = attributes.get(D.TRUNCATED)
     cut = bool(truncated) and is_cut(truncated, "input")
-    covered = dict(attributes)  # the order of the keys does not matter: the text is sorted
-    covered.pop(D.CHAIN_HASH, None)
-    if not cut:
-        covered.pop(D.INPUT, None)
-    payload = {
-        "event": name,
-        "attributes": covered,
-        "time_unix_nano": time_unix_nano,
-        "trace_id": trace_id,
-        "span_id": span_id,
-    }
-    return hashlib.sha256(_canonical(payload).encode("utf-8", "surrogatepass")).hexdigest()
+    if type(attributes) is dict and D.CHAIN_HASH not in attributes and (cut or D.INPUT not in attributes):
+        covered = attributes  # nothing to leave out: no copy
+    else:
+        covered = dict(attributes)  # the order of the keys does not matter: the text is sorted
+        covered.pop(D.CHAIN_HASH, None)
+        if not cut:
+            covered.pop(D.INPUT, None)
+    return hashlib.sha256(_payload_text(name, covered, time_unix_nano, trace_id, span_id)
+                          .encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _payload_text(name: str, covered: dict[str, Any], time_unix_nano: int, trace_id: str, span_id: str) -> str:
+    """The canonical JSON of the hashed payload ``{"event", "attributes", "time_unix_nano", "trace_id",
+    "span_id"}``: its five keys written in their sorted order around the attributes' own sorted text
+    (no payload dict, no sort of its keys); any other type than the usual ones takes the general path.
+    tests/unit/test_chain_stage.py compares both."""
+    if (_c_dumps is None or type(time_unix_nano) is not int or type(name) is not str
+            or type(trace_id) is not str or type(span_id) is not str):
+        return _canonical({"event": name, "attributes": covered, "time_unix_nano": time_unix_nano,
+                           "trace_id": trace_id, "span_id": span_id})
+    return "".join(('{"attributes":', *_c_dumps(covered, 0), ',"event":', _enc(name), ',"span_id":', _enc(span_id),
+                    ',"time_unix_nano":', int.__repr__(time_unix_nano), ',"trace_id":', _enc(trace_id), "}"))
 
 
 class HashChain:
@@ -100,14 +112,14 @@ class HashChain:
 
     def link(self, name: str, attributes: dict[str, Any], time_unix_nano: int, trace_id: str, span_id: str) -> None:
         """Add the chain attributes to ``attributes`` (in place)."""
-        attributes[D.CHAIN_ID] = self.chain_id
+        attributes[_CHAIN_ID] = self.chain_id
         with self._lock:
-            self.seq += 1
-            attributes[D.CHAIN_SEQ] = self.seq
-            attributes[D.CHAIN_PREV] = self.head
+            seq = self.seq + 1
+            attributes[_CHAIN_SEQ] = seq
+            attributes[_CHAIN_PREV] = self.head
             h = chain_hash(name, attributes, time_unix_nano, trace_id, span_id)
-            attributes[D.CHAIN_HASH] = h
-            self.head = h
+            attributes[_CHAIN_HASH] = h
+            self.seq, self.head = seq, h  # a link that failed (an unencodable value) takes no place
 
 
 # What ReadableSpan.__init__ sets: a linked span is a ReadableSpan with these fields of the span it

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from decisiontrail.chain import ChainStage, HashChain, _canonical, _dumps, chain_hash
+from decisiontrail.chain import ChainStage, HashChain, _canonical, _dumps, _payload_text, chain_hash
 from decisiontrail.conventions import DECISION_EVENT
 from decisiontrail.conventions import DecisionAttributes as D
 from decisiontrail.exporters.otlp_proto import ProtoEncoder
@@ -28,6 +28,29 @@ PAYLOADS = [
 def test_the_direct_c_encoder_writes_json_dumps_text() -> None:
     for p in PAYLOADS:
         assert _canonical(p) == _dumps(p) == json.dumps(p, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_the_payload_text_is_the_canonical_text_of_the_payload() -> None:
+    """chain_hash writes the payload's five keys around the attributes' text without building the
+    payload dict; the text is the canonical JSON of that dict, whatever the values."""
+    attributes = [PAYLOADS[0]["attributes"], PAYLOADS[1], {}]
+    for attrs in attributes:
+        for name, t, trace_id, span_id in (("model.decision", 1_700_000_000_123_456_789, "0a" * 16, "0b" * 8),
+                                           ("é\u2028\"", 0, "", "x"), ("n", True, "t", "s"), ("f", 1.5, "t", "s"),
+                                           ("i", -(1 << 70), None, 7)):
+            payload = {"event": name, "attributes": attrs, "time_unix_nano": t, "trace_id": trace_id, "span_id": span_id}
+            assert _payload_text(name, attrs, t, trace_id, span_id) == _canonical(payload)  # type: ignore[arg-type]
+
+
+def test_chain_hash_leaves_the_input_and_its_own_hash_out_unless_the_input_was_cut() -> None:
+    base = {"model.name": "m", D.INPUT_HASH: "sha256:00", D.CHAIN_SEQ: 1}
+    plain = chain_hash(DECISION_EVENT, base, 5, "t", "s")
+    assert chain_hash(DECISION_EVENT, {**base, D.INPUT: '{"x":1}', D.CHAIN_HASH: "h"}, 5, "t", "s") == plain
+    cut = {**base, D.INPUT: '{"x":"…"}', D.TRUNCATED: ["input.x"]}
+    assert chain_hash(DECISION_EVENT, cut, 5, "t", "s") != chain_hash(DECISION_EVENT, {**base, D.TRUNCATED: ["input.x"]},
+                                                                       5, "t", "s")
+    payload = {"event": DECISION_EVENT, "attributes": base, "time_unix_nano": 5, "trace_id": "t", "span_id": "s"}
+    assert plain == hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
 def finished_spans(n: int) -> list[ReadableSpan]:
