@@ -142,6 +142,8 @@ class Gateway(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if mode == "hold":  # answer only once the client says it went on with other work meanwhile
+            server.released.append(server.release.wait(10))  # type: ignore[attr-defined]
         n = len(ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans)
         reply = ExportTraceServiceResponse(partial_success={"rejected_spans": n, "error_message": "all rejected"}
                                            if mode == "partial" else None).SerializeToString()
@@ -160,6 +162,7 @@ class Gateway(http.server.BaseHTTPRequestHandler):
 def gateway() -> Iterator[http.server.HTTPServer]:
     server = http.server.HTTPServer(("127.0.0.1", 0), Gateway)  # one request at a time
     server.mode, server.received, server.accepted = "ok", [], 0  # type: ignore[attr-defined]
+    server.release, server.released = threading.Event(), []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -186,3 +189,20 @@ def test_http_answers(gateway: http.server.HTTPServer, mode: str, outcome: str) 
         assert exporter.requests_split > 0
     if mode == "redirect":
         assert len(gateway.received) == 1  # type: ignore[attr-defined]  # not followed, not retried here
+
+
+def test_over_http_the_exporter_works_ahead_while_the_receiver_answers(gateway: http.server.HTTPServer) -> None:
+    """``idle`` (the processor's work-ahead) runs after the request was sent and before its answer
+    is read: the receiver here answers only once ``idle`` ran."""
+    gateway.mode = "hold"  # type: ignore[attr-defined]
+    exporter = FastOTLPHttpExporter(url(gateway), retry_millis=100)
+    calls: list[int] = []
+
+    def idle() -> None:
+        calls.append(len(calls))
+        gateway.release.set()  # type: ignore[attr-defined]
+    exporter.idle = idle
+    d = exporter.deliver(make_spans(40))
+    exporter.shutdown()
+    assert len(d.delivered) == 40 and calls == [0]
+    assert gateway.released == [True]  # type: ignore[attr-defined]  # the answer came after idle, not after a timeout

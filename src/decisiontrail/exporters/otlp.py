@@ -19,7 +19,7 @@ with one of the :class:`Answer` kinds:
 Encoding gives the GIL up every few spans (pacing.py), so that request threads are not held up for
 long by the export thread.
 
-While a request is on its way (a transport that can ``start`` one without waiting: gRPC), the
+While a request is on its way (a transport that can ``start`` one without waiting: gRPC, HTTP), the
 exporter calls ``idle`` once, if set: the processor uses that time, which the receiver spends on the
 request, to take the next batch from its queue, link it into the chain and :meth:`OTLPExporter.prestage`
 it (encode its spans ahead). The next ``deliver`` sends those bytes. A batch still counts as
@@ -217,7 +217,8 @@ class OTLPExporter(SpanExporter):
                         idle()
                     except Exception as exc:  # the processor's work must not fail the request
                         _log.warning("decisiontrail: work while a request was on its way failed: %r", exc)
-                    answer = wait()
+                    finally:  # always: the transport's connection is the request's until then
+                        answer = wait()
                 else:
                     answer = self.transport.send(body, self.timeout)
             except Exception as exc:  # a transport bug must not kill the export thread

@@ -1,5 +1,6 @@
 """OTLP over HTTP: ``http/protobuf`` (requests encoded by otlp_proto) or ``http/json`` (otlpjson),
-POSTed on one kept-alive ``http.client`` connection. Redirects are not followed: an OTLP endpoint
+POSTed on one kept-alive ``http.client`` connection. ``start`` sends a request and leaves reading
+its answer for later, so the exporter's work-ahead (otlp.py) runs while the receiver works. Redirects are not followed: an OTLP endpoint
 that redirects is misconfigured, and the answer counts as a failure (the spans are retried later)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import ssl
 import threading
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from .otlp import FAILED, OK, REJECTED, TOO_LARGE, TRANSIENT, Answer, OTLPExporter, DEFAULT_MAX_REQUEST_BYTES
@@ -53,18 +55,41 @@ class HttpTransport:
         return self._conn
 
     def send(self, body: bytes, timeout: float) -> Answer:
+        return self.start(body, timeout)()
+
+    def start(self, body: bytes, timeout: float) -> Callable[[], Answer]:
+        """POST ``body`` and return a function that waits for the answer (otlp.Transport): the
+        receiver works on the request while the caller does something else. The connection is
+        this request's until that function is called (it must be, once)."""
         data = gzip.compress(body, 1) if self.gzip else body
-        with self._lock:
+        self._lock.acquire()
+        try:
             conn = self._connection(timeout)
+            conn.request("POST", self.path, data, self.headers)
+        except (OSError, http.client.HTTPException) as exc:
+            self._close_locked()
+            self._lock.release()
+            failed = Answer(TRANSIENT, f"{self.url}: {exc!r}")
+            return lambda: failed
+        except BaseException:
+            self._lock.release()
+            raise
+
+        def answer() -> Answer:
             try:
-                conn.request("POST", self.path, data, self.headers)
                 resp = conn.getresponse()
                 payload = resp.read()
+                if resp.will_close:
+                    self._close_locked()
             except (OSError, http.client.HTTPException) as exc:
                 self._close_locked()
                 return Answer(TRANSIENT, f"{self.url}: {exc!r}")
-            if resp.will_close:
-                self._close_locked()
+            finally:
+                self._lock.release()
+            return self._answer(resp, payload)
+        return answer
+
+    def _answer(self, resp: http.client.HTTPResponse, payload: bytes) -> Answer:
         status = resp.status
         detail = f"HTTP {status} {resp.reason}"
         if 200 <= status < 300:
