@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import operator
 import threading
 import time
 from collections.abc import Callable
@@ -122,14 +121,12 @@ class HashChain:
             self.seq, self.head = seq, h  # a link that failed (an unencodable value) takes no place
 
 
-# What ReadableSpan.__init__ sets: a linked span is a ReadableSpan with these fields of the span it
-# replaces (the underlying attribute dicts, not the read-only views the properties return, which
-# the encoders would have to walk item by item) and its new events.
+# What ReadableSpan.__init__ sets, in its order: a linked span is a ReadableSpan with these fields of
+# the span it replaces (the underlying attribute dicts, not the read-only views the properties
+# return, which the encoders would have to walk item by item) and its new events.
 _SPAN_FIELDS = ("_name", "_context", "_kind", "_instrumentation_info", "_instrumentation_scope", "_parent",
-                "_start_time", "_end_time", "_attributes", "_links", "_resource", "_status")
-
-
-_span_fields = operator.itemgetter(*_SPAN_FIELDS)
+                "_start_time", "_end_time", "_attributes", "_events", "_links", "_resource", "_status")
+_new_span = ReadableSpan.__new__
 
 
 def _events(s: ReadableSpan) -> Iterable[Event]:
@@ -142,19 +139,34 @@ def _events(s: ReadableSpan) -> Iterable[Event]:
 
 
 def _rebuilt(s: ReadableSpan, events: list[Event]) -> ReadableSpan:
-    d = s.__dict__
-    try:
-        values = _span_fields(d)
-    except KeyError:  # pragma: no cover - a ReadableSpan made without its __init__
-        values = tuple(d.get(k) for k in _SPAN_FIELDS)
-    old = d.get("_events")
+    old = getattr(s, "_events", None)
     if type(old) is BoundedList and old.dropped:  # events the span's limit pushed out stay counted
         kept: Any = BoundedList.from_seq(None, events)
         kept.dropped = old.dropped
     else:
         kept = tuple(events)
-    out = ReadableSpan.__new__(ReadableSpan)
-    out.__dict__.update(zip(_SPAN_FIELDS, values), _events=kept)
+    out = _new_span(ReadableSpan)
+    try:
+        # Field by field in __init__'s order, read and written as attributes: the new span keeps its
+        # fields inline like one made by __init__ (no dict of its own: one object fewer for the
+        # garbage collector to traverse while the batch is in flight), and the old one's are not
+        # turned into a dict by reading its __dict__.
+        out._name = s._name
+        out._context = s._context
+        out._kind = s._kind
+        out._instrumentation_info = s._instrumentation_info
+        out._instrumentation_scope = s._instrumentation_scope
+        out._parent = s._parent
+        out._start_time = s._start_time
+        out._end_time = s._end_time
+        out._attributes = s._attributes
+        out._events = kept
+        out._links = s._links
+        out._resource = s._resource
+        out._status = s._status
+    except AttributeError:  # pragma: no cover - a ReadableSpan made without its __init__
+        for k in _SPAN_FIELDS:
+            setattr(out, k, kept if k == "_events" else getattr(s, k, None))
     return out
 
 
