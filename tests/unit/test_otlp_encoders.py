@@ -68,6 +68,25 @@ def test_protobuf_value_cache_keeps_values_apart() -> None:
     assert enc.encode(many) == encode_spans(many).SerializeToString()
 
 
+def test_integers_of_every_varint_length_are_the_sdk_encoders_bytes() -> None:
+    values = [0, 1, 127, 128, 16383, 16384, (1 << 21) - 1, 1 << 21, (1 << 28) - 1, 1 << 28, (1 << 63) - 1, -1, -(1 << 63)]
+    span = ReadableSpan("s", ctx(1, 2), None, RES_B, {f"i{n}": v for n, v in enumerate(values)},
+                        [Event("model.decision", {"decision.chain.seq": v}, 1) for v in values],
+                        instrumentation_scope=SCOPE_B)
+    assert ProtoEncoder().encode([span]) == encode_spans([span]).SerializeToString()
+    for v in values[:-2]:
+        assert varint(v) == bytes(_reference_varint(v))
+
+
+def _reference_varint(n: int) -> list[int]:
+    out = []
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return out
+
+
 def test_varint() -> None:
     for n in (0, 1, 127, 128, 16383, 16384, 1 << 35, -1):
         b = varint(n)

@@ -40,6 +40,10 @@ _VALUE_CACHE_CHARS = 256   # longer values are never cached
 def varint(n: int) -> bytes:
     if 0 <= n < 16384:
         return _VARINTS[n]
+    if 0 < n < 1 << 28:  # chain seqs, counts, lengths: three or four bytes without the loop
+        if n < 1 << 21:
+            return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21))
     if n < 0:
         n &= 0xFFFFFFFFFFFFFFFF  # int64: two's complement, ten bytes
     out = bytearray()
@@ -151,9 +155,9 @@ class ProtoEncoder:
                 kv = entry[0] + _field(b"\x12", _field(b"\x0a", b))
             elif type(v) is float:
                 kv = entry[0] + b"\x12\x09\x21" + _pack_d(v)
-            elif type(v) is int and 0 <= v < 16384:
-                vb = V[v]
-                kv = entry[0] + (b"\x12\x02\x18" if len(vb) == 1 else b"\x12\x03\x18") + vb
+            elif type(v) is int and v >= 0:
+                vb = V[v] if v < 16384 else varint(v)
+                kv = entry[0] + b"\x12" + V[len(vb) + 1] + b"\x18" + vb
             elif type(v) is bool:
                 kv = entry[0] + (b"\x12\x02\x10\x01" if v else b"\x12\x02\x10\x00")
             else:
