@@ -126,8 +126,9 @@ class OTLPExporter(SpanExporter):
         for i, b in enumerate(encoded):
             s = spans[i]
             cost = len(b) + 6
-            if (id(s.resource), id(s.instrumentation_scope)) != where or i == start:
-                where = (id(s.resource), id(s.instrumentation_scope))
+            here = (id(s._resource), id(s._instrumentation_scope))  # the fields, not their properties
+            if here != where or i == start:
+                where = here
                 cost += overhead(s)
             if i > start and size + cost > cap:
                 yield list(spans[start:i]), list(encoded[start:i])
