@@ -11,7 +11,6 @@ spans can be exported again (spool.py).
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from ..pacing import chunks
 from .json_encoder import JsonEncoder
+from .paced_json import loads_paced
 
 __all__ = ["spans_to_otlp_json", "spans_to_otlp_mapping", "spans_from_otlp_json", "JsonEncoder", "encode_value",
            "decode_value", "decode_attributes"]
@@ -201,7 +201,7 @@ def spans_from_otlp_json(line: str | bytes | Mapping[str, Any]) -> list[Readable
     resource and scope round-trip. Raises ValueError (or KeyError for a span without ids) on a line
     that is not an ``ExportTraceServiceRequest``.
     """
-    msg = json.loads(line) if isinstance(line, (str, bytes)) else line
+    msg = loads_paced(line) if isinstance(line, (str, bytes)) else line  # parsed span by span, pausing
     if not isinstance(msg, Mapping):
         raise ValueError("not an OTLP JSON object")
     out: list[ReadableSpan] = []
