@@ -180,11 +180,11 @@ class JsonEncoder:
         scope (name, version) in first-seen order."""
         by_resource: dict[int, tuple[Resource | None, dict[tuple[str, str | None], list[Any]]]] = {}
         for s, e in zip(spans, encoded):
-            res = s.resource
+            res = s._resource  # the fields, not their properties
             entry = by_resource.get(id(res))
             if entry is None:
                 entry = by_resource[id(res)] = (res, {})
-            scope = s.instrumentation_scope
+            scope = s._instrumentation_scope
             key = (scope.name, scope.version) if scope else ("", None)
             entry[1].setdefault(key, []).append(e)
         out: list[Any] = ['{"resourceSpans":[']

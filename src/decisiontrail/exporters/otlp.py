@@ -95,28 +95,30 @@ class OTLPExporter(SpanExporter):
         self.requests_sent = 0
         self.requests_split = 0
         self.idle: Callable[[], None] | None = None  # called once while a request is on its way
-        self._prestaged: dict[int, tuple[ReadableSpan, bytes]] = {}
+        # encoded ahead (prestage): the spans (kept: their ids cannot be reused meanwhile), their
+        # bytes, and each span's position by id (ints only: nothing for the garbage collector to follow)
+        self._prestaged: tuple[list[ReadableSpan], list[bytes], dict[int, int]] = ([], [], {})
 
     # -- encoding ------------------------------------------------------------------------------
     def _encode(self, spans: Sequence[ReadableSpan]) -> list[bytes]:
         span = self.encoder.span
-        ready, self._prestaged = self._prestaged, {}
+        (ready, ready_bytes, where), self._prestaged = self._prestaged, ([], [], {})
         out: list[bytes] = []
         for part in chunks(spans):  # waiting threads get the GIL between chunks (pacing.py)
             for s in part:
-                hit = ready.get(id(s))
-                out.append(hit[1] if hit is not None and hit[0] is s else span(s))
+                j = where.get(id(s))
+                out.append(ready_bytes[j] if j is not None and ready[j] is s else span(s))
         return out
 
     def prestage(self, spans: Sequence[ReadableSpan]) -> None:
         """Encode ``spans`` now, for the next ``deliver`` (called from ``idle``, with the caller
         holding whatever serialises this exporter's deliveries)."""
         span = self.encoder.span
-        ready: dict[int, tuple[ReadableSpan, bytes]] = {}
-        for part in chunks(spans):
-            for s in part:
-                ready[id(s)] = (s, span(s))  # the span is kept: its id cannot be reused meanwhile
-        self._prestaged = ready
+        ready = list(spans)
+        encoded: list[bytes] = []
+        for part in chunks(ready):
+            encoded.extend([span(s) for s in part])
+        self._prestaged = (ready, encoded, {id(s): j for j, s in enumerate(ready)})
 
     def _requests(self, spans: Sequence[ReadableSpan], encoded: Sequence[bytes]
                   ) -> Iterator[tuple[list[ReadableSpan], list[bytes]]]:
