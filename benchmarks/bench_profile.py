@@ -23,6 +23,9 @@ path (DecisionSpanProcessor, chain, spool) over OTLP gRPC, once with the SDK's O
                 and waiting for the GIL after each pause of the encoding; over gRPC it also holds
                 the next batch's chain work, done while the request is on its way
   export CPU    the export thread's CPU time (chain + encoding + the CPU part of the transport)
+  pauses        of that, the export thread's CPU in its GIL hand-overs (pacing.pause, inside
+                chain and encoding), and how many per 1000 decisions (pauses/1k)
+  export GC     of that, the export thread's CPU in the garbage collector (inside chain and encoding)
   recording CPU the inference thread's CPU time minus that of predict alone (measured first)
 
 On a loaded machine the wall-clock columns swell with the time the OS does not run the process;
@@ -35,6 +38,7 @@ compare the columns and the two rows of one run.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -49,13 +53,13 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 import decisiontrail
-from decisiontrail import stats
+from decisiontrail import pacing, stats
 from decisiontrail.recorder import record_decision, set_recorder
 
 from _collector import running_collector  # benchmarks/_collector.py
 
 COLUMNS = ("recording", "on_end", "backpressure", "GIL wait", "chain", "encoding", "transport", "export CPU",
-           "recording CPU")
+           "pauses", "export GC", "recording CPU", "pauses/1k")
 
 
 class Clock:
@@ -64,6 +68,7 @@ class Clock:
     def __init__(self) -> None:
         self.total: dict[str, float] = {c: 0.0 for c in COLUMNS}
         self.total["encoding wall"] = 0.0
+        self.undo: Callable[[], Any] = lambda: None
 
     def wrap(self, column: str, fn: Callable[..., Any], cpu: bool = False) -> Callable[..., Any]:
         total = self.total
@@ -78,7 +83,32 @@ class Clock:
         return timed
 
 
+def on_export_thread() -> bool:
+    return threading.current_thread().name == "decisiontrail-export"
+
+
 def instrument(cfg: Any, clock: Clock) -> None:
+    total = clock.total
+    pause = pacing.pause
+
+    def counted_pause() -> None:
+        if not on_export_thread():
+            return pause()
+        t0 = time.thread_time()
+        pause()
+        total["pauses"] += time.thread_time() - t0
+        total["pauses/1k"] += 1e-3  # reported as a count per 1000 decisions
+    pacing.pause = counted_pause
+    started = [0.0]
+
+    def gc_cpu(phase: str, info: dict[str, int]) -> None:
+        if on_export_thread():
+            if phase == "start":
+                started[0] = time.thread_time()
+            else:
+                total["export GC"] += time.thread_time() - started[0]
+    gc.callbacks.append(gc_cpu)
+    clock.undo = lambda: (setattr(pacing, "pause", pause), gc.callbacks.remove(gc_cpu))
     p = cfg.processor
     p.on_end = clock.wrap("on_end", p.on_end)
     p._overflow = clock.wrap("backpressure", p._overflow)
@@ -144,6 +174,7 @@ def one(variant: str, n: int, clf: LogisticRegression, rows: list[np.ndarray], w
     cfg.force_flush(600_000)
     cpu = export_thread_cpu() - cpu0
     cfg.shutdown()
+    clock.undo()
     set_recorder(None)
     t = clock.total
     out = {c: v / n * 1e6 for c, v in t.items()}
