@@ -86,7 +86,8 @@ class KafkaBroker(ManagedProcess):
         if not (self.workdir / "data" / "meta.properties").exists():
             self._write_properties()
             fmt = subprocess.run([self.java, "-cp", self.classpath, "kafka.tools.StorageTool", "format",
-                                  "--cluster-id", self.cluster_id, "--config", str(self.properties)],
+                                  f"--cluster-id={self.cluster_id}",  # one joined argument: an id may start with "-"
+                                  "--config", str(self.properties)],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
             if fmt.returncode != 0:
                 raise ProcessStartError(f"formatting the KRaft storage failed:\n{fmt.stdout[-LOG_TAIL:]}")
