@@ -156,8 +156,7 @@ def compact(data: Sequence[str | Path], warehouse: str | Path | None = None, *,
             pending = 0
             for chunk in iter_chunks(data, manifest.sources, staging / "chunks", chunk_bytes, exclude=wh):
                 if chunk.nbytes:
-                    stats.bad_lines += ingest(con, chunk.path, chunk.longest)
-                    chunk.path.unlink()
+                    stats.bad_lines += ingest(con, chunk)
                     stats.bytes_read += chunk.nbytes
                     pending += chunk.nbytes
                     if on_bytes is not None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import lines as py
 from .engine import sql_list, sql_str
 from .layout import Manifest, Part, part_date
 from .schema import DECISION_ROW, SPAN_ROW, decisions_sql, span_rows_sql, spans_sql
+from .sources import Chunk, _longest_line
 
 __all__ = ["new_tables", "ingest", "settle"]
 
@@ -25,8 +27,61 @@ def new_tables(con: Any) -> None:
     con.execute(_table("new_s", SPAN_ROW))
 
 
-def ingest(con: Any, chunk: Path, longest: int) -> int:
-    """Parse one chunk into new_d / new_s; returns the number of unreadable lines."""
+def ingest(con: Any, chunk: Chunk) -> int:
+    """Parse one chunk into new_d / new_s, in the order of its lines; returns the number of
+    unreadable lines. Each line is parsed in Python (:mod:`.lines`) unless it is one that module
+    leaves to DuckDB's SQL path (runs of such lines are parsed by DuckDB in one go), or its
+    libraries are missing (then the whole chunk is)."""
+    if not py.AVAILABLE:
+        return _ingest_file(con, chunk.write(), chunk.longest)
+    rows, left, bad = py.Rows(), [], 0
+    out = chunk.path.with_suffix(".rows")
+    for blob in chunk.blobs:
+        for line in blob.split(b"\n"):
+            if not line.strip():
+                continue  # a blank line: DuckDB's reader skips it too
+            try:
+                rows.add(line)
+            except py.Unhandled:
+                rows = _insert(con, rows, out)
+                left.append(line)
+                continue
+            if left:  # the lines before this one first (ids are deduplicated in read order)
+                bad += _ingest_lines(con, chunk.path, left)
+                left = []
+    _insert(con, rows, out)
+    return bad + (_ingest_lines(con, chunk.path, left) if left else 0)
+
+
+def _insert(con: Any, rows: py.Rows, out: Path) -> py.Rows:
+    """Insert the rows built so far (through a flat NDJSON file at ``out``) and start new ones."""
+    if not rows.nonempty():
+        return rows
+    try:
+        if rows.d:
+            con.execute(py.DECISIONS_INSERT.format(rows=rows.write(out, "d")))
+        con.execute(py.SPANS_INSERT.format(rows=rows.write(out, "s")))
+    finally:
+        out.unlink(missing_ok=True)
+    return py.Rows()
+
+
+def _ingest_lines(con: Any, path: Path, lines: list[bytes]) -> int:
+    with open(path, "wb") as f:
+        for line in lines:
+            f.write(line + b"\n")
+    return _ingest_file(con, path, max(_longest_line(line) for line in lines))
+
+
+def _ingest_file(con: Any, chunk: Path, longest: int) -> int:
+    """Parse an NDJSON file with DuckDB's SQL path (:mod:`.schema`) and delete it."""
+    try:
+        return _sql(con, chunk, longest)
+    finally:
+        chunk.unlink(missing_ok=True)
+
+
+def _sql(con: Any, chunk: Path, longest: int) -> int:
     lines = (f"read_ndjson_objects({sql_str(str(chunk))}, ignore_errors = true, "
              f"maximum_object_size = {max(longest + 1, 1 << 20)})")
     # The file is read once: its lines into a table, where the unreadable ones (NULL) are counted.

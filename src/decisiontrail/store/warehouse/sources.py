@@ -4,8 +4,9 @@ Every audit file the store reader accepts is read from where the manifest says t
 stopped: plain lines up to the last complete line (a line being written is left for the next run),
 the collector's length-prefixed zstd frames up to the last complete frame, a whole-file zstd archive
 in one piece. Each chunk is written as plain NDJSON to the staging directory for DuckDB to read, and
-carries the source positions as of its end, so a commit records exactly what it holds. Source files
-are only ever opened for reading.
+carries the source positions as of its end, so a commit records exactly what it holds. A chunk is
+kept in memory (:mod:`.ingest` parses it there) and written as plain NDJSON to the staging directory
+only for the lines DuckDB parses. Source files are only ever opened for reading.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..reader import _ZSTD_MAGIC, _zstd, iter_files
@@ -28,11 +29,20 @@ _READ = 4 * 1024 * 1024
 @dataclass
 class Chunk:
     path: Path
+    """Where :meth:`write` puts the chunk as a file."""
     nbytes: int
     longest: int
     """Length of the longest line (DuckDB's reader needs a buffer at least that large)."""
     sources: dict[str, Source]
     """Every source's position as of the end of this chunk, keyed by :func:`source_key`."""
+    blobs: list[bytes] = field(default_factory=list)
+    """The chunk's complete lines, in blocks each ending with a newline."""
+
+    def write(self) -> Path:
+        """The chunk as an NDJSON file (at :attr:`path`), for DuckDB's reader."""
+        with open(self.path, "wb") as f:
+            f.writelines(self.blobs)
+        return self.path
 
 
 def source_key(s: Source) -> str:
@@ -98,9 +108,7 @@ class _ChunkWriter:
             return None
         path = self.staging / f"chunk-{self.n:06d}.ndjson"
         self.n += 1
-        with open(path, "wb") as f:
-            f.writelines(self._out)
-        chunk = Chunk(path, self._size, self._longest, dict(self.sources))
+        chunk = Chunk(path, self._size, self._longest, dict(self.sources), self._out)
         self._out, self._size, self._longest = [], 0, 0
         return chunk
 

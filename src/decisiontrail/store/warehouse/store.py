@@ -115,9 +115,8 @@ class WarehouseStore:
             read = False
             for chunk in iter_chunks(self.paths, self.manifest.sources, chunks, exclude=self.warehouse):
                 if chunk.nbytes:
-                    self.stats.bad_lines += ingest(self.con, chunk.path, chunk.longest)
+                    self.stats.bad_lines += ingest(self.con, chunk)
                     self.stats.messages += 1
-                    chunk.path.unlink()
                     read = True
             if read:  # nothing new since the last compaction: nothing to parse or deduplicate
                 _, self.stats.duplicates, _ = settle(self.con, self.warehouse, self.manifest)
