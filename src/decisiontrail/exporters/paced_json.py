@@ -47,6 +47,16 @@ def _skip(s: str, i: int) -> int:
     return i
 
 
+def _next(s: str, i: int, close: str) -> tuple[int, bool]:
+    """Past what follows a container's item: the next item's start, or (True) the container's end."""
+    i = _skip(s, i)
+    if s[i] == ",":
+        return _skip(s, i + 1), False
+    if s[i] == close:
+        return i + 1, True
+    raise _Unexpected
+
+
 def _walk(s: str, i: int, depth: int, pieces: list[int]) -> tuple[Any, int]:
     c = s[i]
     if depth >= WALK_DEPTH or (c != "{" and c != "["):
@@ -62,13 +72,9 @@ def _walk(s: str, i: int, depth: int, pieces: list[int]) -> tuple[Any, int]:
         while True:
             value, i = _walk(s, i, depth + 1, pieces)
             items.append(value)
-            i = _skip(s, i)
-            if s[i] == ",":
-                i = _skip(s, i + 1)
-            elif s[i] == "]":
-                return items, i + 1
-            else:
-                raise _Unexpected
+            i, end = _next(s, i, "]")
+            if end:
+                return items, i
     members: dict[str, Any] = {}
     if s[i] == "}":
         return members, i + 1
@@ -80,10 +86,6 @@ def _walk(s: str, i: int, depth: int, pieces: list[int]) -> tuple[Any, int]:
         if s[i] != ":":
             raise _Unexpected
         members[key], i = _walk(s, _skip(s, i + 1), depth + 1, pieces)
-        i = _skip(s, i)
-        if s[i] == ",":
-            i = _skip(s, i + 1)
-        elif s[i] == "}":
-            return members, i + 1
-        else:
-            raise _Unexpected
+        i, end = _next(s, i, "}")
+        if end:
+            return members, i
