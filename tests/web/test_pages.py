@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+import decisiontrail
 from decisiontrail.cli import main as cli
+from decisiontrail.recorder import set_recorder
 from decisiontrail.signing import load_verifier
 from decisiontrail.web import create_app
 from decisiontrail.web.integrity import IntegrityIndex
@@ -166,3 +168,30 @@ def test_search_through_the_warehouse(web_store: WebStore) -> None:
     assert c.get("/?label=deny").get_data(as_text=True).count('class="decision-link"') == 4
     assert web_store.ids[5] in c.get("/?offset=5").get_data(as_text=True)
     assert "&#34;income&#34;: 43000" in c.get(f"/decisions/{web_store.ids[3]}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+def test_search_by_subject_and_business_key(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, compacted: bool) -> None:
+    path = tmp_path / "store"
+    cfg = decisiontrail.configure(path=path, set_global=False, hash_secret="s", hash_keys=["applicant"])
+    try:
+        ids = []
+        for i in range(6):
+            with decisiontrail.using_subject(f"S-{i % 2}", loan_id=f"L-{i}", applicant=f"a{i}"):
+                ids.append(decisiontrail.record_decision("loan", {"income": i}, {"p": 0.5}, label="deny"))
+        assert cfg.drain(10_000)
+    finally:
+        cfg.shutdown()
+        set_recorder(None)
+    if compacted:  # the subject and keys columns of the warehouse
+        assert cli(["compact", "--data", str(path)]) == 0
+    monkeypatch.setenv("DECISIONTRAIL_HASH_SECRET", "s")
+    monkeypatch.setenv("DECISIONTRAIL_HASH_KEYS", "applicant")
+    c = client(WebStore(path, ids, ""))
+    found = c.get("/?subject=S-1").get_data(as_text=True)  # given in clear, searched as its pseudonym
+    assert found.count('class="decision-link"') == 3 and all(ids[i] in found for i in (1, 3, 5))
+    by_key = c.get("/?key=loan_id%3DL-4").get_data(as_text=True)
+    assert by_key.count('class="decision-link"') == 1 and ids[4] in by_key
+    hashed = c.get("/?key=applicant%3Da2&subject=S-0").get_data(as_text=True)  # a hashed key, and both filters
+    assert hashed.count('class="decision-link"') == 1 and ids[2] in hashed
+    assert "NAME=VALUE" in c.get("/?key=loan_id").get_data(as_text=True)

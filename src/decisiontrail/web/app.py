@@ -13,6 +13,7 @@ from flask import Flask, abort, flash, redirect, render_template, request, url_f
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFProtect
 
+from ..cli._args import UsageError
 from ..store.protocol import open_store
 from ..store.query import parse_time
 from .integrity import IntegrityIndex
@@ -22,7 +23,8 @@ from .views import decisions_on, pretty, waterfall
 __all__ = ["create_app", "REVIEW_ACTIONS"]
 
 REVIEW_ACTIONS = ("confirm", "override", "escalate", "annotate")
-_FILTER_FIELDS = ("model", "version", "label", "effective_label", "since", "until", "trace_id", "decision_id")
+_FILTER_FIELDS = ("model", "version", "label", "effective_label", "since", "until", "trace_id", "decision_id",
+                  "subject", "key")
 
 # Everything the page shows is hostile data (inputs are whatever the caller sent). Templates escape
 # it; on top of that the page runs no script at all, so a markup that slipped through still cannot.
@@ -86,7 +88,12 @@ def create_app(data: Sequence[str | Path], *, token: str | None = None, page_siz
                     parse_time(values[k])
                 except ValueError:
                     return Filters(), f"{k}: not a time: {values[k]!r} (ISO 8601, or 15m, 2h, 7d ago)"
-        return Filters(**values, where=tuple(where)), None
+        filters = Filters(**values, where=tuple(where))
+        try:
+            filters.query()
+        except UsageError as exc:  # a key without NAME=, a redacted key
+            return Filters(), str(exc)
+        return filters, None
 
     @app.get("/")
     def search() -> ResponseReturnValue:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cli.pseudonym import key_filter, subject_filter
 from ..store.lifecycle import Lifecycle, LifecycleIndex
 from ..store.protocol import DecisionStore, decisions_with_lifecycle, open_store
 from ..store.query import Query, parse_time
@@ -32,14 +33,24 @@ class Filters:
     trace_id: str = ""
     decision_id: str = ""
     effective_label: str = ""
+    subject: str = ""
+    """A subject id in clear, as ``query --subject``: looked up in the subject column."""
+    key: str = ""
+    """``NAME=VALUE`` of a business key, as ``query --key``: looked up in the ``keys`` column."""
     where: tuple[tuple[str, str], ...] = ()
 
     def query(self, limit: int | None = None) -> Query:
+        """The store query; a malformed ``key`` raises ``UsageError``."""
+        where = list(self.where)
+        if self.subject:
+            where.append(subject_filter(self.subject))
+        if self.key:
+            where.append(key_filter(self.key))
         return Query(model=self.model or None, version=self.version or None, label=self.label or None,
                      since_ns=parse_time(self.since) if self.since else None,
                      until_ns=parse_time(self.until) if self.until else None,
                      trace_id=self.trace_id or None, decision_id=self.decision_id or None,
-                     effective_label=self.effective_label or None, where=list(self.where), limit=limit)
+                     effective_label=self.effective_label or None, where=where, limit=limit)
 
 
 @dataclass
