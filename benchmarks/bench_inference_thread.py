@@ -4,7 +4,10 @@
 
 Each decision is one single-row scikit-learn ``predict`` then ``record_decision`` (as in
 bench_no_loss.py), as fast as the loop goes, on the embedded default (``embedded``) or over OTLP gRPC
-to the real collector (``grpc``, started on free ports). A ``+freeze`` suffix runs the same with
+to the real collector (``grpc``, started on free ports); for comparison, ``discard`` is the same
+with an exporter that discards (the export thread all but idle: what running next to a real predict
+costs the recording call), and ``record only`` the recording call alone in a loop, without predict,
+discarded (the hot-cache cost that bench_recorder.py measures). A ``+freeze`` suffix runs the same with
 ``configure(gc_freeze=True)``; ``+nogc`` with the garbage collector disabled during the burst (a
 diagnostic: what the collections cost, all in). Variants run interleaved, ``--rounds`` times, after a
 ``predict only`` loop each round. Per decision (medians over rounds):
@@ -92,14 +95,15 @@ def threads_cpu() -> float:
     return total
 
 
-def burst(n: int, clf: LogisticRegression, rows: list[np.ndarray], record: bool) -> tuple[float, float, float]:
+def burst(n: int, clf: LogisticRegression, rows: list[np.ndarray], record: bool,
+          predict: bool = True) -> tuple[float, float, float]:
     """Seconds of wall, and of the thread's CPU in predict and in the recording call."""
     perf, cpu = time.perf_counter, time.thread_time
     in_predict = in_record = 0.0
     w0 = perf()
     for i in range(n):
         c0 = cpu()
-        y = int(clf.predict(rows[i & 255])[0])
+        y = int(clf.predict(rows[i & 255])[0]) if predict else 1
         c1 = cpu()
         if record:
             record_decision("credit", rows[i & 255], y)
@@ -117,7 +121,8 @@ def one(variant: str, args: argparse.Namespace, clf: LogisticRegression, rows: l
         wall, pc, rc = burst(n, clf, rows, record=False)
         return {"wall": wall / n * 1e6, "predict CPU": pc / n * 1e6, "gc here": clock.here / n * 1e6}
     where: dict[str, Any] = ({"path": work / f"embedded-{variant}-{r}"} if base == "embedded"
-                             else {"endpoint": endpoint, "spool_dir": work / f"spool-{variant}-{r}"})
+                             else {"endpoint": endpoint, "spool_dir": work / f"spool-{variant}-{r}"} if base == "grpc"
+                             else {"exporter": _Discard(), "spool_dir": False})
     cfg = decisiontrail.configure(service_name=f"inference-{r}", set_global=False, gc_freeze=mode == "freeze",
                                   **where)
     waited = [0.0]
@@ -137,7 +142,7 @@ def one(variant: str, args: argparse.Namespace, clf: LogisticRegression, rows: l
     clock.reset()
     e0 = threads_cpu()
     try:
-        wall, pc, rc = burst(n, clf, rows, record=True)
+        wall, pc, rc = burst(n, clf, rows, record=True, predict=base != "record only")
     finally:
         gc.enable()
     e1 = threads_cpu()
@@ -153,6 +158,11 @@ def one(variant: str, args: argparse.Namespace, clf: LogisticRegression, rows: l
             "GIL wait": max(0.0, (wall - pc - rc - waited[0]) / n * 1e6), "backpressure": waited[0] / n * 1e6,
             "gc here": here / n * 1e6, "gc export": other / n * 1e6, "export CPU": (e1 - e0) / n * 1e6,
             "gen2": float(full)}
+
+
+class _Discard(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
 
 
 class _Held(SpanExporter):
@@ -192,7 +202,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--variants", default="embedded,embedded+freeze,embedded+nogc,grpc,grpc+freeze")
+    ap.add_argument("--variants", default="record only,discard,embedded,embedded+freeze,embedded+nogc,grpc,grpc+freeze")
     args = ap.parse_args()
     variants = ["predict only", *args.variants.split(",")]
     rng = np.random.default_rng(0)

@@ -21,17 +21,29 @@ from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.trace import Link, SpanKind, TraceFlags, get_current_span
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 from opentelemetry.util.types import Attributes
 
 from .conventions import SpanAttributes as S
 
-__all__ = ["AuditSampler", "AuditStart"]
+__all__ = ["AuditSampler", "AuditStart", "shared_trace_flags"]
 
 
 class AuditStart(dict[str, Any]):
     """Start attributes that the span's opener sets itself once the span started (see above)."""
+
+
+_FLAGS: dict[int, TraceFlags] = {}
+
+
+def shared_trace_flags(flags: int) -> TraceFlags:
+    """One ``TraceFlags`` object per value (0-255), for the spans decisiontrail makes and queues: the
+    SDK makes one per span, an int with a ``__dict__`` that the garbage collector tracks."""
+    found = _FLAGS.get(flags)
+    if found is None:
+        found = _FLAGS.setdefault(int(flags), flags if type(flags) is TraceFlags else TraceFlags(flags))
+    return found
 
 
 # The SDK only reads a SamplingResult: one for the usual trace states serves every decision span.

@@ -19,7 +19,7 @@ from decisiontrail.conventions import ModelAttributes as M
 from decisiontrail.conventions import SpanAttributes as S
 from decisiontrail.models import ModelIdentity
 from decisiontrail.recorder import Recorder, RecorderSettings
-from decisiontrail.recorder.spans import add_audit_event, has_room
+from decisiontrail.recorder.spans import add_audit_event, has_room, set_start_attributes
 from decisiontrail.sampling import AuditSampler, AuditStart
 
 
@@ -216,3 +216,76 @@ def test_a_queued_decision_keeps_four_objects_alive_for_the_garbage_collector() 
     finally:
         release.set()
         processor.shutdown()
+
+
+def test_a_decision_span_started_directly_is_the_one_the_sdk_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """recorder.spans.start_audit_span against Tracer.start_span: same span, processors and metrics."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    from decisiontrail.recorder.spans import start_audit_span
+
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    reader = InMemoryMetricReader()
+    provider = TracerProvider(sampler=AuditSampler(ParentBased(ALWAYS_ON)), shutdown_on_exit=False,
+                              meter_provider=MeterProvider(metric_readers=[reader]))
+    exporter = InMemorySpanExporter()
+    started: list[tuple[str, Any]] = []
+
+    class Starts(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            started.append((span.name, parent_context))
+
+    provider.add_span_processor(Starts())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("decisiontrail")
+    attrs = AuditStart({S.DECISION_AUDIT: True, M.NAME: "m"})
+
+    def both() -> list[ReadableSpan]:
+        direct = start_audit_span(tracer, "predict m", attrs)
+        assert direct is not None  # the installed SDK takes the direct start
+        sdk = tracer.start_span("predict m", attributes=attrs)
+        for span in (direct, sdk):
+            assert span.is_recording()
+            set_start_attributes(span, attrs)
+            span.end()
+        return list(exporter.get_finished_spans())[-2:]
+
+    def metrics() -> list[Any]:
+        data = reader.get_metrics_data()
+        return [(m.name, [(dict(p.attributes or {}), p.value) for p in m.data.data_points])  # type: ignore[union-attr]
+                for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
+
+    roots = both()
+    parent = tracer.start_span("POST /x", context=trace.set_span_in_context(trace.NonRecordingSpan(
+        trace.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=trace.TraceFlags(1),
+                          trace_state=TraceState([("vendor", "v1")])))))
+    with trace.use_span(parent, end_on_exit=True):
+        children = both()
+    for direct, sdk in (roots, children):
+        assert type(direct) is type(sdk)
+        for field in ("name", "kind", "parent", "resource", "instrumentation_scope", "attributes", "links",
+                      "events", "dropped_attributes", "dropped_events", "dropped_links"):
+            assert getattr(direct, field) == getattr(sdk, field), field
+        assert (direct.status.status_code, direct.status.description) == (sdk.status.status_code, sdk.status.description)
+        assert direct.context.trace_flags == sdk.context.trace_flags and direct.context.is_remote is False
+        assert direct.context.trace_state == sdk.context.trace_state and direct.context.span_id != sdk.context.span_id
+    assert children[0].context.trace_id == children[1].context.trace_id == 0xABC
+    assert children[0].context.trace_state.get("vendor") == "v1"
+    assert children[0].parent == parent.get_span_context()
+    assert roots[0].context.trace_id != roots[1].context.trace_id and roots[0].parent is None
+    assert started == [("predict m", None)] * 2 + [("POST /x", started[2][1])] + [("predict m", None)] * 2
+    counted = dict(metrics())
+    started_counts = counted["otel.sdk.span.started"]
+    assert sum(v for a, v in started_counts if a.get("otel.span.sampling_result") == "RECORD_AND_SAMPLE") == 5
+    assert all(v == 0 for _, v in counted["otel.sdk.span.live"]) or not counted["otel.sdk.span.live"]
+
+
+def test_other_tracers_and_samplers_take_the_sdk_start() -> None:
+    from decisiontrail.recorder.spans import start_audit_span
+
+    attrs = AuditStart({S.DECISION_AUDIT: True, M.NAME: "m"})
+    plain = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False).get_tracer("t")
+    assert start_audit_span(plain, "predict m", attrs) is None  # not AuditSampler: its own decision
+    assert start_audit_span(trace.NoOpTracer(), "predict m", attrs) is None

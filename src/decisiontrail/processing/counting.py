@@ -11,6 +11,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from ..conventions import SpanAttributes as S
+from ..sampling import shared_trace_flags
 
 __all__ = ["decision_count", "decisions", "compact"]
 
@@ -60,11 +61,7 @@ def compact(span: ReadableSpan) -> None:
     ctx = getattr(span, "_context", None)
     if type(ctx) is SpanContext:
         flags = ctx.trace_flags
-        shared = _FLAGS.get(flags)
-        if shared is None and type(flags) is TraceFlags and 0 <= flags <= 0xFF:
-            shared = _FLAGS.setdefault(int(flags), flags)
-        if shared is not None and shared is not flags:
-            span._context = SpanContext(ctx.trace_id, ctx.span_id, ctx.is_remote, shared, ctx.trace_state)
-
-
-_FLAGS: dict[int, TraceFlags] = {}  # one TraceFlags per value (at most 256): shared by queued spans
+        if type(flags) is TraceFlags and 0 <= flags <= 0xFF:
+            shared = shared_trace_flags(flags)
+            if shared is not flags:  # the recorder's own spans are made with the shared one
+                span._context = SpanContext(ctx.trace_id, ctx.span_id, ctx.is_remote, shared, ctx.trace_state)

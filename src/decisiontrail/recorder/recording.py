@@ -33,7 +33,7 @@ from ..subjects import subject_attributes
 from ..version import __version__
 from .building import RecordBuilder
 from .settings import RecorderSettings
-from .spans import add_audit_event, has_room, set_start_attributes
+from .spans import add_audit_event, has_room, set_start_attributes, start_audit_span
 
 __all__ = ["Recorder"]
 
@@ -180,7 +180,9 @@ class Recorder(RecordBuilder):
                 self._starts.clear()
             self._starts[id(ident)] = known
         _, name, attrs = known
-        span = self.tracer.start_span(name, attributes=attrs)
+        span = start_audit_span(self.tracer, name, attrs)  # the SDK's work, without its generic part
+        if span is None:
+            span = self.tracer.start_span(name, attributes=attrs)
         if span.is_recording():
             set_start_attributes(span, attrs)
         return span
