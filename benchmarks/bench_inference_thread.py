@@ -123,8 +123,9 @@ def one(variant: str, args: argparse.Namespace, clf: LogisticRegression, rows: l
     where: dict[str, Any] = ({"path": work / f"embedded-{variant}-{r}"} if base == "embedded"
                              else {"endpoint": endpoint, "spool_dir": work / f"spool-{variant}-{r}"} if base == "grpc"
                              else {"exporter": _Discard(), "spool_dir": False})
-    cfg = decisiontrail.configure(service_name=f"inference-{r}", set_global=False, gc_freeze=mode == "freeze",
-                                  **where)
+    if mode == "freeze":
+        where["gc_freeze"] = True
+    cfg = decisiontrail.configure(service_name=f"inference-{r}", set_global=False, **where)
     waited = [0.0]
     overflow = cfg.processor._overflow
 

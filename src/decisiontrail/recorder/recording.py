@@ -33,7 +33,7 @@ from ..subjects import subject_attributes
 from ..version import __version__
 from .building import RecordBuilder
 from .settings import RecorderSettings
-from .spans import add_audit_event, has_room, set_start_attributes, start_audit_span
+from .spans import add_audit_event, has_room, set_start_attributes, start_audit_span, starts_directly
 
 __all__ = ["Recorder"]
 
@@ -47,6 +47,7 @@ class Recorder(RecordBuilder):
     def __init__(self, settings: RecorderSettings | None = None, tracer_provider: Any = None) -> None:
         super().__init__(settings)
         self.tracer: Tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=tracer_provider)
+        self._direct = starts_directly(self.tracer)  # decision spans started by start_audit_span
         self._batch: BatchEncoder | None = None  # stateless between calls: made once per settings
         # id(identity) -> (identity, span name, start attributes); the identity kept keeps its id unique
         self._starts: dict[int, tuple[ModelIdentity, str, AuditStart]] = {}
@@ -180,8 +181,8 @@ class Recorder(RecordBuilder):
                 self._starts.clear()
             self._starts[id(ident)] = known
         _, name, attrs = known
-        span = start_audit_span(self.tracer, name, attrs)  # the SDK's work, without its generic part
-        if span is None:
+        span = start_audit_span(self.tracer, name, attrs, True) if self._direct else None
+        if span is None:  # (start_audit_span: the SDK's work, without its generic part)
             span = self.tracer.start_span(name, attributes=attrs)
         if span.is_recording():
             set_start_attributes(span, attrs)

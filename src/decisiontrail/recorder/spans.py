@@ -28,7 +28,7 @@ from opentelemetry.trace import Span, SpanContext, SpanKind, TraceFlags
 
 from ..sampling import AuditSampler, AuditStart, shared_trace_flags
 
-__all__ = ["start_audit_span", "set_start_attributes", "add_audit_event", "has_room"]
+__all__ = ["start_audit_span", "starts_directly", "set_start_attributes", "add_audit_event", "has_room"]
 
 _SAMPLED = shared_trace_flags(TraceFlags.SAMPLED)
 _RANDOM: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
@@ -50,7 +50,14 @@ def _same_start_span() -> bool:
 _FAST_START = _same_start_span()
 
 
-def start_audit_span(tracer: Any, name: str, attrs: AuditStart) -> Span | None:
+def starts_directly(tracer: Any) -> bool:
+    """Whether :func:`start_audit_span` applies to ``tracer`` (the SDK's, sampling with AuditSampler,
+    with the fields it reads): fixed for a tracer, so a caller checks once."""
+    return (_FAST_START and type(tracer) is _SdkTracer and type(getattr(tracer, "sampler", None)) is AuditSampler
+            and all(hasattr(tracer, f) for f in _TRACER_FIELDS))
+
+
+def start_audit_span(tracer: Any, name: str, attrs: AuditStart, checked: bool = False) -> Span | None:
     """Start a decision span as the SDK's ``Tracer.start_span(name, attributes=attrs)`` would under
     AuditSampler, without its generic work (~3 µs a span): AuditSampler keeps every span that
     carries ``AuditStart`` and hands the SDK no attributes, so the sampling result is known. The same
@@ -58,10 +65,9 @@ def start_audit_span(tracer: Any, name: str, attrs: AuditStart) -> Span | None:
     with the same parent, trace state and flags, counted in the tracer's metrics, and started the same
     way (processors' ``on_start`` included). Trace flags are the shared objects of
     ``sampling.shared_trace_flags``. None when this does not apply (another tracer or sampler, a
-    disabled tracer, another SDK release): the caller then takes the public call."""
-    if not _FAST_START or type(tracer) is not _SdkTracer or type(getattr(tracer, "sampler", None)) is not AuditSampler:
-        return None
-    if any(not hasattr(tracer, f) for f in _TRACER_FIELDS) or not tracer._is_enabled():
+    disabled tracer, another SDK release): the caller then takes the public call. ``checked``: the
+    caller found :func:`starts_directly` true for this tracer."""
+    if not (checked or starts_directly(tracer)) or not tracer._is_enabled():
         return None
     parent: SpanContext | None = trace.get_current_span().get_span_context()
     ids = tracer.id_generator
