@@ -188,11 +188,11 @@ def tracked_per_queued_decision(row: np.ndarray, k: int = 2000) -> float:
         while cfg.processor._queue and time.monotonic() < deadline:
             time.sleep(0.01)
         gc.collect()
-        before = len(gc.get_objects())
+        before = {id(o) for o in gc.get_objects()}
         for _ in range(k):
             record_decision("credit", row, 1)
         gc.collect()
-        return (len(gc.get_objects()) - before) / k
+        return sum(1 for o in gc.get_objects() if id(o) not in before) / k  # what came and stayed
     finally:
         held.release.set()
         cfg.shutdown()
