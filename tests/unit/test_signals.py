@@ -15,7 +15,7 @@ from decisiontrail.store.reader import iter_decisions
 from decisiontrail.threads import BLOCKED_SIGNALS, start_thread
 
 WORKER = textwrap.dedent("""
-    import multiprocessing, sys, time
+    import multiprocessing, signal, sys, threading, time
     import decisiontrail
     from decisiontrail import record_decision
     from decisiontrail.processing import hooks
@@ -35,6 +35,15 @@ WORKER = textwrap.dedent("""
             with cfg.processor._lock:  # SIGTERM lands while on_end would hold it
                 ready.set()
                 time.sleep(3.0)
+        elif mode == "signal-to-another-thread":
+            # A thread that decisiontrail did not start (a library's), so it does not block SIGTERM:
+            # it takes the signal, the main thread's semaphore wait goes on (no EINTR there).
+            def other():
+                time.sleep(0.5)
+                signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+                time.sleep(120)
+            threading.Thread(target=other, daemon=True).start()
+            ready.set()
         else:
             ready.set()
         held.acquire()  # blocked in a semaphore wait, which returns on a signal only to its thread
@@ -43,7 +52,8 @@ WORKER = textwrap.dedent("""
     worker.start()
     assert ready.wait(60)
     time.sleep(0.2)
-    worker.terminate()  # SIGTERM, as Pool.terminate() and leaving `with Pool(...)` send
+    if mode != "signal-to-another-thread":
+        worker.terminate()  # SIGTERM, as Pool.terminate() and leaving `with Pool(...)` send
     worker.join(60)
     print("exitcode", worker.exitcode, flush=True)
     if worker.exitcode is None:
@@ -73,6 +83,15 @@ def test_sigterm_while_the_processor_lock_is_held_neither_hangs_nor_loses(tmp_pa
     """The handler interrupts code that holds the processor's lock: a shutdown on the handler's own
     stack would wait for that lock forever (the worker never ends, ``Pool`` hangs on joining it)."""
     code, ids, stored = run_worker(tmp_path, "holding-the-processor-lock")
+    assert code == -signal.SIGTERM, "the worker ended of its SIGTERM (None: it hung)"
+    assert len(ids) == 200 and set(ids) <= stored
+
+
+def test_sigterm_taken_by_another_thread_still_ends_the_worker(tmp_path: Path) -> None:
+    """The kernel hands a process's SIGTERM to any thread that does not block it (or it comes just
+    before the main thread enters its wait): the main thread's wait does not return, Python's
+    handler never runs, and a pool worker would never end. The watcher sends it on to the main thread."""
+    code, ids, stored = run_worker(tmp_path, "signal-to-another-thread")
     assert code == -signal.SIGTERM, "the worker ended of its SIGTERM (None: it hung)"
     assert len(ids) == 200 and set(ids) <= stored
 
