@@ -3,7 +3,8 @@
 #   a virtualenv in .venv with the package and every extra, the collector and Jaeger built from the
 #   Go module proxy (cached per user: scripts/build-binaries.sh), the Apache Kafka broker's jars from
 #   Maven Central for the scale-out tests (cached per user: scripts/fetch-kafka.sh), Debian's chromium
-#   for the page tests, then pytest (unit, instrumentation,
+#   for the page tests, the optional native accelerator (native/: Rust, built by maturin; cargo from
+#   rustup, or Debian's rustc and cargo when the machine has neither), then pytest (unit, instrumentation,
 #   integration against the real binaries) and mypy. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,19 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo rustc >/dev/null
+  else
+    echo "error: the native accelerator's tests need Rust: sudo apt-get install cargo rustc" >&2
+    exit 2
+  fi
+fi
+# ./native satisfies the native extra's requirement (decisiontrail-native) from this checkout.
+.venv/bin/python -m pip install -q -e '.[test,native]' ./native
 
 bash scripts/build-binaries.sh
 bash scripts/fetch-kafka.sh

@@ -37,6 +37,8 @@ Resolution of each setting: argument > environment variable > default.
   closed one at shutdown. A bad key argument raises; a bad key in the environment is logged as an
   error and the checkpoints go unsigned.
 
+- ``native`` > ``DECISIONTRAIL_NATIVE`` > off: the optional native accelerator of the export path
+  (native.py; ``native=True`` without it installed raises, the environment variable only warns).
 - ``gc_freeze`` > ``DECISIONTRAIL_GC_FREEZE`` > off: at the end of configure(), ``gc.collect()`` then
   ``gc.freeze()``, so that later collections no longer walk what is loaded by then
   (docs/operations.md says when that is safe).
@@ -75,6 +77,7 @@ from .errors import ConfigurationError
 from .exporters.factory import PROTOCOLS, otlp_exporter, use_fast
 from .exporters.file import FileSpanExporter
 from .models import default_version
+from .native import use_native
 from .pacing import Chunked
 from .processing import DURABILITY_MODES, ON_FULL_POLICIES, DecisionSpanProcessor
 from .recorder import Recorder, RecorderSettings, set_recorder
@@ -301,8 +304,10 @@ def configure(
     dead_letter_dir: str | os.PathLike[str] | None = None,
     durability: str | None = None,
     gc_freeze: bool | None = None,
+    native: bool | None = None,
 ) -> Configuration:
     """Set up decision recording; see the module docstring for how each setting is resolved."""
+    use_native(native)  # before the exporter and the chain stage are made: they look it up once
     if on_full is not None and on_full not in ON_FULL_POLICIES:
         raise ConfigurationError(f"on_full must be one of {ON_FULL_POLICIES}, not {on_full!r}")
     if spool_dir is False and on_full == "spool":
