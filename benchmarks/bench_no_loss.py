@@ -19,6 +19,11 @@ the loop goes (faster than a Python OTLP exporter sends). Variants, each with it
                           "flush" waits for the spool to be delivered: drain())
   embedded default        configure() without an endpoint: the same processor writing the local
                           OTLP-JSON files (fsynced per batch), no collector
+  record (no export)      the floors: decisiontrail's recording call on a provider with no span
+  raw span (no export)    processor (nothing queued, chained or sent), and a raw OpenTelemetry span +
+                          add_event with the same attributes (the input and output as canonical JSON)
+                          on a stock provider with no processor. What a decision costs next to
+                          predict before any export work: no exporter, however fast, goes below it
 
 Per variant (median over rounds): the producer's time per decision (the loop, i.e. what inference
 pays, backpressure included), its overhead over "predict only", decisions recorded per second (and
@@ -51,6 +56,8 @@ from sklearn.linear_model import LogisticRegression
 
 import decisiontrail
 from decisiontrail import stats
+from decisiontrail.encoding import canonical_json, sha256_hex
+from decisiontrail.ids import new_decision_id
 from decisiontrail.recorder import Recorder, RecorderSettings, record_decision, set_recorder
 from decisiontrail.sampling import AuditSampler
 from decisiontrail.signing import keygen
@@ -59,11 +66,35 @@ from decisiontrail.store import iter_decisions
 from _collector import running_collector  # benchmarks/_collector.py
 
 VARIANTS = ("predict only", "stock BSP (defaults)", "no-loss off", "no-loss on", "no-loss signed", "no-loss sync",
-            "embedded default")
+            "embedded default", "record (no export)", "raw span (no export)")
+NO_EXPORT = ("record (no export)", "raw span (no export)")
+
+
+def raw_step(clf: LogisticRegression, rows: list[np.ndarray], service: str) -> Callable[[int], None]:
+    """One decision as raw OpenTelemetry: a span and an event with a decision's attributes, on a stock
+    provider with no span processor."""
+    tracer = TracerProvider(resource=Resource.create({"service.name": service}),
+                            shutdown_on_exit=False).get_tracer("bench")
+
+    def step(i: int) -> None:
+        x = rows[i & 255]
+        with tracer.start_as_current_span("predict credit") as span:
+            label = int(clf.predict(x)[0])
+            text = canonical_json(x)
+            span.add_event("model.decision", {
+                "model.name": "credit", "decision.id": new_decision_id(), "decision.input": text,
+                "decision.input.hash": sha256_hex(text), "decision.output": canonical_json(label),
+                "decision.label": str(label)})
+    return step
 
 
 def setup(variant: str, service: str, endpoint: str, spool: Path) -> tuple[Callable[[], bool], Callable[[], None]]:
     """Install the recorder of ``variant``; return (flush, close)."""
+    if variant in NO_EXPORT:  # the raw variant installs nothing: its loop is raw_step's
+        provider = TracerProvider(resource=Resource.create({"service.name": service}),
+                                  sampler=AuditSampler(ParentBased(ALWAYS_ON)), shutdown_on_exit=False)
+        set_recorder(Recorder(RecorderSettings(), tracer_provider=provider))
+        return (lambda: True), provider.shutdown
     if variant == "no-loss signed":
         keys = spool.parent / "keys"
         if not keys.is_dir():
@@ -149,8 +180,14 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
                 stats.reset()
                 flush, close = setup(variant, service, endpoint, work / f"spool-{r}-{variants.index(variant)}")
                 t0, c0 = time.perf_counter(), time.process_time()
-                for i in range(args.n):
-                    record_decision("credit", rows[i & 255], int(clf.predict(rows[i & 255])[0]))
+                if variant == "raw span (no export)":
+                    step = raw_step(clf, rows, service)
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    for i in range(args.n):
+                        step(i)
+                else:
+                    for i in range(args.n):
+                        record_decision("credit", rows[i & 255], int(clf.predict(rows[i & 255])[0]))
                 produced = time.perf_counter() - t0
                 flush()
                 total = time.perf_counter() - t0
@@ -170,6 +207,8 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
     stored: Counter[str] = Counter()
     delivered: dict[str, list[float]] = {v: [] for v in variants}
     for service, variant in services.items():
+        if variant in NO_EXPORT:
+            continue
         stored[variant] += per_service[service]
         delivered[variant].append(per_service[service] / elapsed[service])
     base = statistics.median(producer["predict only"])
@@ -186,6 +225,10 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
         if v == "predict only":
             print(f"{v:22} {p:11.1f} {'-':>11} {1e6 / p:10,.0f} {'-':>11} {'-':>8} {'-':>8} {'-':>8} {'-':>7} "
                   f"{'-':>8}")
+            continue
+        if v in NO_EXPORT:
+            print(f"{v:22} {p:11.1f} {p - base:11.1f} {1e6 / p:10,.0f} {'-':>11} {'-':>8} {'-':>8} {'-':>8} "
+                  f"{'-':>7} {'-':>8} {rate[v] / rate['predict only']:12.2f}")
             continue
         lost = sent[v] - stored[v]
         print(f"{v:22} {p:11.1f} {p - base:11.1f} {1e6 / p:10,.0f} {statistics.median(delivered[v]):11,.0f} "
