@@ -28,6 +28,12 @@ class Collector:
     grpc_endpoint: str  # http://127.0.0.1:<port>, as OTLP exporters take it
     http_endpoint: str
     audit_dir: Path
+    pid: int = 0
+
+    def cpu_seconds(self) -> float:
+        """The collector process's CPU time so far (user + system, all its threads; Linux /proc)."""
+        fields = (Path("/proc") / str(self.pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -57,7 +63,7 @@ def running_collector(work: Path) -> Iterator[Collector]:
                     if time.monotonic() > deadline or proc.poll() is not None:
                         sys.exit(f"the collector did not become healthy; see {work / 'collector.log'}")
                     time.sleep(0.1)
-            yield Collector(f"http://127.0.0.1:{grpc}", f"http://127.0.0.1:{http}", work / "audit")
+            yield Collector(f"http://127.0.0.1:{grpc}", f"http://127.0.0.1:{http}", work / "audit", proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -13,6 +13,12 @@ and the p99 and p99.9 *added* latency (loaded - idle, at each). The target is <=
 never hold the GIL for long stretches. Also reported per variant: the garbage collector's pauses
 while exporting (collections, the longest, in which generation), the usual suspect of a max far
 above the p99; on a shared 2-core machine the OS not running the thread is the other.
+
+Where the kernel reports it (Linux: /proc/thread-self/schedstat), each sample's run-queue wait is
+measured too: the time the request thread was runnable but not running (both cores taken, by the
+export thread and the collector here). The GIL cannot cause that wait (a thread waiting for the GIL
+sleeps), so "p99 added, GIL" is the p99 of (latency - run-queue wait), loaded minus idle: what the
+export thread's holding of the GIL adds, apart from the CPU the machine lacks.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -66,15 +72,37 @@ def work() -> int:
     return x
 
 
+class Sample(float):
+    """A sample's latency (seconds), with ``queued``: its run-queue wait (seconds, 0.0 if unknown)."""
+    queued = 0.0
+
+
+def _run_queue_reader() -> "Callable[[], float] | None":
+    """Seconds this thread has waited on a run queue so far (schedstat's 2nd field), or None."""
+    try:
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        return None
+
+    def read() -> float:
+        return int(os.pread(fd, 128, 0).split()[1]) / 1e9
+    return read
+
+
 def request_thread(samples: int, out: list[float], stop: threading.Event) -> None:
     perf = time.perf_counter
+    queued = _run_queue_reader()
     for _ in range(samples):
         if stop.is_set():
             return
+        q0 = queued() if queued else 0.0
         target = perf() + 0.001
         time.sleep(0.001)
         work()
-        out.append(perf() - target)
+        sample = Sample(perf() - target)
+        if queued:
+            sample.queued = queued() - q0
+        out.append(sample)
 
 
 def measure(samples: int, busy: threading.Event | None) -> list[float]:
@@ -162,12 +190,23 @@ def main() -> None:
         idle += measure(2000, None)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, switch interval "
           f"{sys.getswitchinterval() * 1e3:.0f} ms; request: sleep 1 ms + ~100 µs of work; latency in µs")
-    print(f"{'':26}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>9}{'p99 added':>11}{'p99.9 added':>13}")
+    print(f"{'':26}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>9}{'p99 added':>11}{'p99.9 added':>13}"
+          f"{'p99 added, GIL':>16}{'top 1% queued':>15}")
+    off_queue = {v: [float(x) - getattr(x, "queued", 0.0) for x in got] for v, got in {"idle": idle, **results}.items()}
     print(f"{'idle':26}{pct(idle, .5):9.0f}{pct(idle, .99):9.0f}{pct(idle, .999):9.0f}{max(idle) * 1e6:9.0f}"
-          f"{'-':>11}{'-':>13}")
+          f"{'-':>11}{'-':>13}{'-':>16}{queued_share(idle):14.0f}%")
     for v, got in results.items():
         print(f"{v:26}{pct(got, .5):9.0f}{pct(got, .99):9.0f}{pct(got, .999):9.0f}{max(got) * 1e6:9.0f}"
-              f"{pct(got, .99) - pct(idle, .99):11.0f}{pct(got, .999) - pct(idle, .999):13.0f}")
+              f"{pct(got, .99) - pct(idle, .99):11.0f}{pct(got, .999) - pct(idle, .999):13.0f}"
+              f"{pct(off_queue[v], .99) - pct(off_queue['idle'], .99):16.0f}{queued_share(got):14.0f}%")
+    print("p99 added, GIL: the p99 of latency minus run-queue wait, loaded minus idle; top 1% queued: the share "
+          "of the slowest 1% samples' latency spent runnable but not running (the OS, not the GIL)")
+
+
+def queued_share(samples: list[float]) -> float:
+    """Of the slowest 1% samples' total latency, the percentage spent on a run queue."""
+    top = sorted(samples, reverse=True)[:max(1, len(samples) // 100)]
+    return 100 * sum(getattr(x, "queued", 0.0) for x in top) / max(sum(top), 1e-12)
 
 
 if __name__ == "__main__":
