@@ -19,6 +19,8 @@ the loop goes (faster than a Python OTLP exporter sends). Variants, each with it
                           "flush" waits for the spool to be delivered: drain())
   embedded default        configure() without an endpoint: the same processor writing the local
                           OTLP-JSON files (fsynced per batch), no collector
+  no-loss on (native)     no-loss on and embedded default with the optional native accelerator on
+  embedded (native)       (native/: DECISIONTRAIL_NATIVE=1, the hash chain and the encoders in Rust)
   record (no export)      the floors: decisiontrail's recording call on a provider with no span
   raw span (no export)    processor (nothing queued, chained or sent), and a raw OpenTelemetry span +
                           add_event with the same attributes (the input and output as canonical JSON)
@@ -66,7 +68,8 @@ from decisiontrail.store import iter_decisions
 from _collector import running_collector  # benchmarks/_collector.py
 
 VARIANTS = ("predict only", "stock BSP (defaults)", "no-loss off", "no-loss on", "no-loss signed", "no-loss sync",
-            "embedded default", "record (no export)", "raw span (no export)")
+            "embedded default", "no-loss on (native)", "embedded (native)", "record (no export)",
+            "raw span (no export)")
 NO_EXPORT = ("record (no export)", "raw span (no export)")
 
 
@@ -90,6 +93,9 @@ def raw_step(clf: LogisticRegression, rows: list[np.ndarray], service: str) -> C
 
 def setup(variant: str, service: str, endpoint: str, spool: Path) -> tuple[Callable[[], bool], Callable[[], None]]:
     """Install the recorder of ``variant``; return (flush, close)."""
+    os.environ["DECISIONTRAIL_NATIVE"] = "1" if variant.endswith(" (native)") else ""  # configure() reads it
+    if variant.endswith(" (native)"):
+        variant = {"no-loss on (native)": "no-loss on", "embedded (native)": "embedded default"}[variant]
     if variant in NO_EXPORT:  # the raw variant installs nothing: its loop is raw_step's
         provider = TracerProvider(resource=Resource.create({"service.name": service}),
                                   sampler=AuditSampler(ParentBased(ALWAYS_ON)), shutdown_on_exit=False)
@@ -199,7 +205,7 @@ def run(args: argparse.Namespace, clf: LogisticRegression, rows: list[np.ndarray
                 elapsed[service] = total
         per_service = settled_count(audit_dir)
         for service, variant in services.items():
-            if variant == "embedded default":
+            if variant in ("embedded default", "embedded (native)"):
                 per_service[service] = sum(1 for _ in iter_decisions(work / f"embedded-{service}"))
     finally:
         set_recorder(None)

@@ -1,12 +1,13 @@
 """Where a decision's cost goes on the no-loss path, per decision, in one run: SDK exporter vs ours.
 
-    python benchmarks/bench_profile.py [--n 20000] [--rounds 2] [--embedded]
+    python benchmarks/bench_profile.py [--n 20000] [--rounds 2] [--embedded] [--native]
 
 Starts the built collector (scripts/build-binaries.sh) and records ``--n`` decisions (a single-row
 scikit-learn ``predict`` then ``record_decision``, as fast as the loop goes) on the default no-loss
 path (DecisionSpanProcessor, chain, spool) over OTLP gRPC, once with the SDK's OTLP exporter
 (``DECISIONTRAIL_EXPORTER=sdk``: "before") and once with decisiontrail's (exporters/otlp.py:
-"after"), interleaved ``--rounds`` times; ``--embedded`` adds the embedded file exporter. Per decision:
+"after"), interleaved ``--rounds`` times; ``--embedded`` adds the embedded file exporter, ``--native``
+the same with the optional native accelerator on (native/, ``DECISIONTRAIL_NATIVE=1``). Per decision:
 
   µs/decision   the inference loop's wall time (predict + recording), what inference pays
   recording     the recording call, without on_end (wall: its GIL waits included)
@@ -154,8 +155,10 @@ def predict_cpu(n: int, clf: LogisticRegression, rows: list[np.ndarray]) -> floa
 def one(variant: str, n: int, clf: LogisticRegression, rows: list[np.ndarray], work: Path, endpoint: str,
         r: int, predict_us: float) -> dict[str, float]:
     os.environ["DECISIONTRAIL_EXPORTER"] = "sdk" if variant == "before (SDK exporter)" else ""
-    kwargs: dict[str, Any] = {"path": work / f"embedded-{r}"} if variant == "embedded" else {"endpoint": endpoint}
-    cfg = decisiontrail.configure(service_name=f"profile-{r}", set_global=False, spool_dir=work / f"spool-{variant[:5]}-{r}",
+    os.environ["DECISIONTRAIL_NATIVE"] = "1" if "native" in variant else ""  # configure() reads it
+    tag = variant.split()[0] + ("-native" if "native" in variant else "")
+    kwargs: dict[str, Any] = {"path": work / f"{tag}-{r}"} if variant.startswith("embedded") else {"endpoint": endpoint}
+    cfg = decisiontrail.configure(service_name=f"profile-{r}", set_global=False, spool_dir=work / f"spool-{tag}-{r}",
                                   **kwargs)
     clock = Clock()
     instrument(cfg, clock)
@@ -195,12 +198,16 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--embedded", action="store_true")
+    ap.add_argument("--native", action="store_true",
+                    help="add the same with the native accelerator on (native/: DECISIONTRAIL_NATIVE=1)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     X = rng.normal(size=(256, 4))
     clf = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
     rows = [X[i:i + 1] for i in range(256)]
     variants = ["before (SDK exporter)", "after (decisiontrail)"] + (["embedded"] if args.embedded else [])
+    if args.native:
+        variants += ["after, native"] + (["embedded, native"] if args.embedded else [])
     results: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     work = Path(tempfile.mkdtemp(prefix="bench-profile-"))
     with running_collector(work) as collector:
