@@ -265,8 +265,8 @@ class ProtoEncoder:
                     body += attrs(b"\x1a", ea)
                 n = len(body)
                 parts.append(b"\x5a" + (_VARINTS[n] if n < 16384 else varint(n)) + body)
-            if type(events) is not tuple and isinstance(events, BoundedList) and events.dropped:
-                parts.append(b"\x60" + varint(events.dropped))
+        if type(events) is not tuple and isinstance(events, BoundedList) and events.dropped:  # (even all of them)
+            parts.append(b"\x60" + varint(events.dropped))
         links = s._links
         if links:
             for link in links:
@@ -277,8 +277,8 @@ class ProtoEncoder:
                     body += b"\x28" + varint(link.dropped_attributes)
                 body += b"\x35" + _pack_i(0x300 if lc.is_remote else 0x100)
                 parts.append(_field(b"\x6a", body))
-            if type(links) is not tuple and isinstance(links, BoundedList) and links.dropped:
-                parts.append(b"\x70" + varint(links.dropped))
+        if type(links) is not tuple and isinstance(links, BoundedList) and links.dropped:
+            parts.append(b"\x70" + varint(links.dropped))
         status = s._status
         if status is not None:
             code = status._status_code._value_
