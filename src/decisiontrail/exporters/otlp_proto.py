@@ -12,6 +12,11 @@ construction is most of the export thread's work. This encoder writes the wire f
 
 The output is the message the SDK's ``encode_spans(spans)`` builds, field for field (the tests parse
 both and compare), so the collector and everything after it see exactly what they saw before.
+
+With the optional native accelerator on when the encoder is made (native.py), each span's message is
+written by its native twin, ``decisiontrail_native.encode_span`` (native/src/proto.rs): the same
+bytes, from the same fields; for anything it does not handle it returns None and ``span`` below
+writes the span. Requests (``group``), the resource and scope and their caches stay here.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from ..native import accelerator
 
 __all__ = ["ProtoEncoder", "varint", "encode_any_value", "parse_partial_success"]
 
@@ -111,6 +118,15 @@ class ProtoEncoder:
         self._names: dict[str, bytes] = {}        # span name -> its field
         self._event_names: dict[str, bytes] = {}  # event name -> its field
         self._scopes: dict[int, tuple[InstrumentationScope | None, bytes]] = {}
+        native = accelerator()
+        if native is not None:  # the instance's own ``span``: with it off, nothing changes at all
+            self._native_span = native.encode_span
+            self.span = self._span_native  # type: ignore[method-assign]
+
+    def _span_native(self, s: ReadableSpan) -> bytes:
+        """``span``, written natively; the Python path for whatever the native encoder declines."""
+        b: bytes | None = self._native_span(s)
+        return b if b is not None else ProtoEncoder.span(self, s)
 
     # -- attributes ----------------------------------------------------------------------------
     def _attributes(self, tag: bytes, attrs: Mapping[str, Any] | None) -> bytes:
