@@ -38,7 +38,7 @@ fn load_types(py: Python<'_>) -> PyResult<Types> {
     // an enum's members by value 0, 1, ... (the value is the index of its wire constant)
     let members = |module: &str, name: &str| -> PyResult<Vec<Py<PyAny>>> {
         let cls = py.import(module)?.getattr(name)?;
-        (0..).map_while(|v: u8| cls.call1((v,)).ok().map(Bound::unbind)).map(Ok).collect()
+        Ok((0..8u8).map_while(|v| cls.call1((v,)).ok().map(Bound::unbind)).collect())
     };
     Ok(Types {
         bounded_attributes: get("opentelemetry.attributes", "BoundedAttributes")?,
@@ -59,11 +59,14 @@ const MAX_DEPTH: u32 = 32;
 /// the span holds anything this encoder does not handle (the caller then uses the Python path).
 #[pyfunction]
 fn encode_span<'py>(py: Python<'py>, span: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
-    let types = TYPES.get_or_try_init(py, || load_types(py)).ok()?;
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
     // A panic (none is expected) must not cross into the export thread: it means "Python path".
-    catch_unwind(AssertUnwindSafe(|| write_span(py, &mut buf, span, types))).ok()??;
-    Some(PyBytes::new(py, &buf))
+    let buf = catch_unwind(AssertUnwindSafe(|| -> Option<Vec<u8>> {
+        let types = TYPES.get_or_try_init(py, || load_types(py)).ok()?;
+        let mut buf: Vec<u8> = Vec::with_capacity(1024);
+        write_span(py, &mut buf, span, types)?;
+        Some(buf)
+    }));
+    Some(PyBytes::new(py, &buf.ok()??))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
