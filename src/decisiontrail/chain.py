@@ -13,6 +13,10 @@ is the signed checkpoint (checkpoints.py): every N decisions or T seconds, and a
 stage signs the chain head, as an event of the chain itself. The checkpoint travels with the
 decisions (spool, replay, collector) and, with an anchor store, is also copied outside the audit
 store (anchors.py). ``verification.py`` checks it all; docs/trust.md says what is and is not proven.
+
+The link hash has a native twin, ``decisiontrail_native.chain_hash`` (native/src/chain.rs), used when
+the optional accelerator is on (native.py): the same canonical text hashed without building it in
+Python; for any value it does not write it returns None and the Python text below is hashed instead.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from .conventions import SpanAttributes as S
 from .encoding import is_cut, sha256_hex
 from .threads import start_thread
 from .ids import new_decision_id
+from .native import accelerator
 from .version import __version__
 
 __all__ = ["HashChain", "ChainStage", "chain_hash", "verify"]
@@ -72,10 +77,34 @@ _SCOPE = InstrumentationScope(SCOPE_NAME, __version__)
 
 def chain_hash(name: str, attributes: Mapping[str, Any], time_unix_nano: int, trace_id: str, span_id: str) -> str:
     """The link hash of one audit event; ``trace_id`` / ``span_id`` in lower-case hex, as stored."""
+    return _link_hash(name, attributes, time_unix_nano, trace_id, span_id, accelerator())
+
+
+# The keys the native twin leaves out of the attributes: the link's own hash, and the input unless cut.
+_LEAVE_HASH, _LEAVE_HASH_AND_INPUT = (D.CHAIN_HASH,), (D.CHAIN_HASH, D.INPUT)
+_native_failed = [False]
+
+
+def _link_hash(name: str, attributes: Mapping[str, Any], time_unix_nano: int, trace_id: str, span_id: str,
+               nat: Any) -> str:
+    """chain_hash with the accelerator module (or None) given: the native twin's hash when it writes
+    every value, else the Python text's."""
     # A whole input is covered through its hash; a bounded summary is not what the hash is of, so
     # the summary itself is chained.
     truncated = attributes.get(D.TRUNCATED)
     cut = bool(truncated) and is_cut(truncated, "input")
+    if nat is not None:
+        try:
+            h: str | None = nat.chain_hash(name, attributes if type(attributes) is dict else dict(attributes),
+                                           time_unix_nano, trace_id, span_id,
+                                           _LEAVE_HASH if cut else _LEAVE_HASH_AND_INPUT)
+        except Exception as exc:  # pragma: no cover - it returns None rather than raise
+            if not _native_failed[0]:
+                _native_failed[0] = True
+                _log.warning("decisiontrail: the native chain hash failed (%r); using the Python path", exc)
+            h = None
+        if h is not None:
+            return h
     if type(attributes) is dict and D.CHAIN_HASH not in attributes and (cut or D.INPUT not in attributes):
         covered = attributes  # nothing to leave out: no copy
     else:
@@ -108,6 +137,7 @@ class HashChain:
         self.seq = 0
         self.head = ""
         self._lock = threading.Lock()
+        self._native = accelerator()  # looked up once: configure() selects it before the chain is made
 
     def link(self, name: str, attributes: dict[str, Any], time_unix_nano: int, trace_id: str, span_id: str) -> None:
         """Add the chain attributes to ``attributes`` (in place)."""
@@ -116,7 +146,7 @@ class HashChain:
             seq = self.seq + 1
             attributes[_CHAIN_SEQ] = seq
             attributes[_CHAIN_PREV] = self.head
-            h = chain_hash(name, attributes, time_unix_nano, trace_id, span_id)
+            h = _link_hash(name, attributes, time_unix_nano, trace_id, span_id, self._native)
             attributes[_CHAIN_HASH] = h
             self.seq, self.head = seq, h  # a link that failed (an unencodable value) takes no place
 
