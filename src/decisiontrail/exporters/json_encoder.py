@@ -6,6 +6,12 @@ exporter's and the spool's cost. This encoder concatenates the same text directl
 the json module's own C string encoder, floats through ``float.__repr__`` (``NaN``/``Infinity`` as
 ``json.dumps(allow_nan=True)`` writes them), attribute keys and low-cardinality values kept encoded.
 The tests compare its output with ``json.dumps`` of the mapping, character for character.
+
+Native twin: with the optional accelerator on (native.py) when an encoder is made, ``span_text``
+and ``span`` are ``json_span_text`` / ``json_span_bytes`` of ``decisiontrail_native``
+(native/src/json.rs), which write the same text from the same span fields in Rust; for any value
+they do not handle they return None and this module's Python path writes the span. The request's
+grouping, the resource cache and the paced path (pacing.py) stay Python either way.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import base64
 import json.encoder
 from collections.abc import Mapping, Sequence
+from importlib import import_module
 from typing import Any, Callable
 
 from opentelemetry.attributes import BoundedAttributes
@@ -20,6 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 
+from ..native import accelerator
 from ..pacing import chunks
 
 __all__ = ["JsonEncoder", "json_value"]
@@ -70,14 +78,39 @@ def _hex16(n: int) -> str:
 
 class JsonEncoder:
     """Spans to OTLP JSON text (``span_text`` / ``text``) or UTF-8 bytes (``span`` / ``group``, the
-    exporter's Encoder interface). One per writer; used from one thread at a time."""
+    exporter's Encoder interface). One per writer; used from one thread at a time.
 
-    def __init__(self, *, wire_flags: bool = False) -> None:
+    ``native``: None (the default) takes the native accelerator when ``native.accelerator()`` is on
+    at construction; True takes it (ImportError when it is not installed); False keeps Python."""
+
+    def __init__(self, *, wire_flags: bool = False, native: bool | None = None) -> None:
         # The files keep the trace flags in ``flags`` (0x100 | trace flags); on the wire, OTLP/HTTP
         # JSON carries what the SDK's exporters send (0x100, | 0x200 for a remote parent).
         self.wire_flags = wire_flags
         self._keys: dict[Any, list[Any]] = {}  # key -> ['{"key":…,"value":', {str value: text} or None]
         self._resources: dict[int, tuple[Resource | None, str]] = {}
+        acc = accelerator() if native is None else import_module("decisiontrail_native") if native else None
+        self.native = acc is not None
+        if acc is not None:
+            # Instance attributes over the methods: with the accelerator off, nothing changes.
+            self.span_text = self._native_text(acc.json_span_text)  # type: ignore[method-assign,assignment]
+            self.span = self._native_bytes(acc.json_span_bytes)  # type: ignore[method-assign,assignment]
+
+    def _native_text(self, fn: Callable[[ReadableSpan, bool], str | None]) -> Callable[[ReadableSpan], str]:
+        python, wire_flags = self._python_text, self.wire_flags
+
+        def span_text(s: ReadableSpan) -> str:
+            text = fn(s, wire_flags)
+            return python(s) if text is None else text
+        return span_text
+
+    def _native_bytes(self, fn: Callable[[ReadableSpan, bool], bytes | None]) -> Callable[[ReadableSpan], bytes]:
+        python, wire_flags = self._python_text, self.wire_flags
+
+        def span(s: ReadableSpan) -> bytes:
+            data = fn(s, wire_flags)
+            return python(s).encode("utf-8", "surrogatepass") if data is None else data
+        return span
 
     def attributes(self, attrs: Mapping[str, Any] | None) -> str:
         """The ``[{"key":…,"value":…},…]`` array of ``attrs``."""
@@ -117,6 +150,7 @@ class JsonEncoder:
         return "[" + ",".join(out) + "]"
 
     def span_text(self, s: ReadableSpan) -> str:
+        """The OTLP JSON object of one span (the Python path; see __init__ for the native one)."""
         # ReadableSpan's own fields: its properties copy (events, links) or wrap (attributes) them.
         ctx = s._context
         if ctx is None:  # pragma: no cover - the SDK always sets it
@@ -164,6 +198,8 @@ class JsonEncoder:
             parts.append(str(dropped))
         parts.append("}")
         return "".join(parts)
+
+    _python_text = span_text
 
     def _resource(self, res: Resource | None) -> str:
         hit = self._resources.get(id(res))
