@@ -12,7 +12,7 @@
 //! `"`, `\` and the control characters below U+0020 are escaped, U+2028 and other non-ASCII
 //! characters pass through); a str holding lone surrogates has no UTF-8 form and gives `None`.
 //! Floats are `float.__repr__`'s text, taken from Python's repr except for integral values below
-//! 2**53, whose repr is provably the integer's digits followed by `.0` (see `push_float`).
+//! 2**53, whose repr is provably the integer's digits followed by `.0` (see `Writer::float`).
 //! No Python code runs between the steps of a dict or deque iteration, so the iterators cannot see
 //! a container change; a panic would still be caught and turned into `None`.
 
@@ -534,10 +534,17 @@ fn encode<T>(span: &Bound<'_, PyAny>, wire_flags: bool, finish: impl FnOnce(&str
     let py = span.py();
     let run = |out: &mut String| -> Option<T> {
         out.clear();
-        let mut w = Writer { py, types: types(py)?, out: std::mem::take(out) };
-        let done = catch_unwind(AssertUnwindSafe(|| w.span(span, wire_flags))).ok().flatten();
-        let result = done.map(|()| finish(&w.out));
-        *out = w.out;
+        let mut text = std::mem::take(out);
+        let done = catch_unwind(AssertUnwindSafe(|| {
+            let mut w = Writer { py, types: types(py)?, out: std::mem::take(&mut text) };
+            let done = w.span(span, wire_flags);
+            text = w.out;
+            done
+        }))
+        .ok()
+        .flatten();
+        let result = done.map(|()| finish(&text));
+        *out = text;
         if out.capacity() > KEEP_BUFFER {
             *out = String::with_capacity(4096);
         }
