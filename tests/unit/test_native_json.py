@@ -122,9 +122,10 @@ def rand_value(r: random.Random, depth: int = 0) -> Any:
 def rand_attrs(r: random.Random) -> Any:
     attrs = {rand_str(r) or "k": rand_value(r) for _ in range(r.randint(0, 8))}
     shape = r.choice(["dict", "dict", "bounded", "none", "empty"])
-    if shape == "bounded":
-        return BoundedAttributes(r.choice([None, 2, 100]), attrs, immutable=r.random() < 0.5,
-                                 extended_attributes=True)
+    if shape == "bounded":  # the encoders read its _dict: filled directly, values the SDK's cleaning would drop too
+        bounded = BoundedAttributes(r.choice([None, 2, 100]), immutable=r.random() < 0.5)
+        bounded._dict = attrs
+        return bounded
     return {"none": None, "empty": {}}.get(shape, attrs)
 
 
