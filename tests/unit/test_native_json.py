@@ -10,9 +10,10 @@ import json.encoder
 import math
 import random
 import struct
+import threading
 import sys
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
@@ -172,18 +173,9 @@ def test_generated_spans_of_every_shape_are_the_python_text() -> None:
     assert native.text(spans, paced=True) == dumps(spans)
 
 
-class Capture(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 def test_decision_spans_from_the_recorder_are_the_python_text() -> None:
-    capture = Capture()
-    cfg = decisiontrail.configure(exporter=capture, service_name="njson", set_global=False, spool_dir=False)
+    memory = InMemorySpanExporter()
+    cfg = decisiontrail.configure(exporter=memory, service_name="njson", set_global=False, spool_dir=False)
     tracer = cfg.tracer_provider.get_tracer("njson-test", "1.0")
     try:
         for i in range(20):
@@ -198,10 +190,11 @@ def test_decision_spans_from_the_recorder_are_the_python_text() -> None:
         assert cfg.force_flush()
     finally:
         cfg.shutdown()
-    assert len(capture.spans) >= 22
-    for s in capture.spans:
+    spans = list(memory.get_finished_spans())
+    assert len(spans) >= 22
+    for s in spans:
         assert_native_is_python(s)
-    assert JsonEncoder(native=True).text(capture.spans) == dumps(capture.spans)
+    assert JsonEncoder(native=True).text(spans) == dumps(spans)
 
 
 def test_every_character_escapes_as_c_encode_basestring() -> None:
@@ -327,3 +320,41 @@ def test_encoders_take_the_accelerator_only_when_it_is_on() -> None:
     assert spans_to_otlp_json(spans, paced=True) == dumps(spans)
     assert otlpjson._native_encoder and otlpjson._native_encoder[0].native
     assert len(spans_from_otlp_json(spans_to_otlp_json(spans))) == len(spans)  # it still reads back
+
+
+# -- threads and re-entrant calls (the text is written into a buffer kept per thread) ---------------
+
+def test_threads_encoding_at_once_each_get_their_own_text() -> None:
+    spans = [rand_span(random.Random(100 + i)) for i in range(200)]
+    expected = [PYTHON[False].span_text(s) for s in spans]
+    results: dict[int, list[str | None]] = {}
+
+    def work(k: int) -> None:
+        results[k] = [native_text(s, False) for s in spans for _ in range(3)][::3]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[k] == expected for k in range(4))
+
+
+def test_a_call_back_in_from_a_property_gets_its_own_buffer() -> None:
+    other = rand_span(random.Random(5))
+    seen: list[str | None] = []
+
+    class CallsBack(Event):
+        @property  # type: ignore[override]
+        def _attributes(self) -> Any:
+            seen.append(native_text(other, False))  # while the outer call is writing
+            return self._attrs
+
+        @_attributes.setter
+        def _attributes(self, value: Any) -> None:
+            self._attrs = value
+
+    s = ReadableSpan("outer", SpanContext(5, 6, False), attributes={"x": "y" * 5000},
+                     events=(CallsBack("e", {"a": "b"}, 1),))
+    assert native_text(s, False) == PYTHON[False].span_text(s)
+    assert seen and seen[0] == PYTHON[False].span_text(other)
