@@ -290,22 +290,23 @@ impl<'py> Writer<'py> {
 
     /// json_encoder.json_value for exact types; None for anything else.
     fn value(&mut self, v: &Bound<'_, PyAny>, depth: u32) -> Option<()> {
-        if let Ok(b) = v.downcast_exact::<PyBool>() {
-            self.raw(if b.is_true() { "{\"boolValue\":true}" } else { "{\"boolValue\":false}" });
+        // the commonest first: strings, then numbers
+        if let Ok(s) = v.downcast_exact::<PyString>() {
+            let s = s.to_str().ok()?;
+            self.raw("{\"stringValue\":");
+            self.string(s);
+            self.raw("}");
+        } else if let Ok(f) = v.downcast_exact::<PyFloat>() {
+            self.raw("{\"doubleValue\":");
+            self.float(f)?;
+            self.raw("}");
         } else if v.is_exact_instance_of::<PyInt>() {
             let n: i64 = v.extract().ok()?;
             self.raw("{\"intValue\":\"");
             self.int(n);
             self.raw("\"}");
-        } else if let Ok(f) = v.downcast_exact::<PyFloat>() {
-            self.raw("{\"doubleValue\":");
-            self.float(f)?;
-            self.raw("}");
-        } else if let Ok(s) = v.downcast_exact::<PyString>() {
-            let s = s.to_str().ok()?;
-            self.raw("{\"stringValue\":");
-            self.string(s);
-            self.raw("}");
+        } else if let Ok(b) = v.downcast_exact::<PyBool>() {
+            self.raw(if b.is_true() { "{\"boolValue\":true}" } else { "{\"boolValue\":false}" });
         } else if let Ok(b) = v.downcast_exact::<PyBytes>() {
             self.raw("{\"bytesValue\":\"");
             self.base64(b.as_bytes());
