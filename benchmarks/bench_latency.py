@@ -3,9 +3,9 @@
     python benchmarks/bench_latency.py [--spans 30000] [--samples 2000]
 
 Starts the built collector (scripts/build-binaries.sh). For each exporter (the SDK's OTLP gRPC
-exporter, decisiontrail's), decision spans recorded beforehand are handed to the no-loss processor
-all at once (a queue big enough for all of them), so that its export thread (chain, encoding,
-transport) works flat out with no recording competing. Meanwhile a "request" thread does what a
+exporter, decisiontrail's, and decisiontrail's with the optional native accelerator on), decision
+spans recorded beforehand are handed to the no-loss processor all at once (a queue big enough for
+all of them), so that its export thread (chain, encoding, transport) works flat out with no recording competing. Meanwhile a "request" thread does what a
 service thread does: it sleeps 1 ms (waiting on its socket), wakes and runs ~100 µs of Python.
 Its latency is from the moment it should wake to the end of its work; the same loop measured with
 the export thread idle is the baseline. Reported: p50 / p99 / p99.9 / max latency, idle and under export,
@@ -145,7 +145,8 @@ class GcPauses:
 
 def loaded(variant: str, spans: list[ReadableSpan], samples: int, endpoint: str, work_dir: Path) -> list[float]:
     os.environ["DECISIONTRAIL_EXPORTER"] = "sdk" if variant.startswith("SDK") else ""
-    cfg = decisiontrail.configure(endpoint=endpoint, set_global=False, spool_dir=work_dir / variant[:3],
+    os.environ["DECISIONTRAIL_NATIVE"] = "1" if variant.endswith("native") else ""  # configure() reads it
+    cfg = decisiontrail.configure(endpoint=endpoint, set_global=False, spool_dir=work_dir / variant.replace(" ", "-"),
                                   processor_options={"max_queue_size": len(spans) + 1,
                                                      "schedule_delay_millis": 60_000})
     p = cfg.processor
@@ -185,7 +186,7 @@ def main() -> None:
     results: dict[str, list[float]] = {}
     with running_collector(work_dir) as collector:
         idle = measure(2000, None)
-        for variant in ("SDK OTLP exporter", "decisiontrail exporter"):
+        for variant in ("SDK OTLP exporter", "decisiontrail exporter", "decisiontrail, native"):
             results[variant] = loaded(variant, spans, args.samples, collector.grpc_endpoint, work_dir)
         idle += measure(2000, None)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, switch interval "
