@@ -4,7 +4,7 @@
 #   Go module proxy (cached per user: scripts/build-binaries.sh), the Apache Kafka broker's jars from
 #   Maven Central for the scale-out tests (cached per user: scripts/fetch-kafka.sh), Debian's chromium
 #   for the page tests, the optional native accelerator (native/: Rust, built by maturin; cargo from
-#   rustup, or Debian's rustc and cargo when the machine has neither), then pytest (unit, instrumentation,
+#   rustup, or Debian 12's current Rust (rustc-web, cargo-web) when the machine has neither), then pytest (unit, instrumentation,
 #   integration against the real binaries) and mypy. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +17,9 @@ if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo rustc >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo-web rustc-web >/dev/null
   else
-    echo "error: the native accelerator's tests need Rust: sudo apt-get install cargo rustc" >&2
+    echo "error: the native accelerator's tests need Rust: sudo apt-get install cargo-web rustc-web" >&2
     exit 2
   fi
 fi
