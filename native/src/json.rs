@@ -50,9 +50,7 @@ static TYPES: GILOnceCell<Types> = GILOnceCell::new();
 fn types(py: Python<'_>) -> Option<&Types> {
     TYPES
         .get_or_try_init(py, || -> PyResult<Types> {
-            let attr = |module: &str, name: &str| -> PyResult<Py<PyType>> {
-                Ok(py.import(module)?.getattr(name)?.downcast_into::<PyType>()?.unbind())
-            };
+            let attr = |module: &str, name: &str| crate::sdk_type(py, module, name);
             Ok(Types {
                 bounded_attributes: attr("opentelemetry.attributes", "BoundedAttributes")?,
                 bounded_list: attr("opentelemetry.sdk.util", "BoundedList")?,

@@ -9,6 +9,7 @@
 //! - `json.rs`: OTLP JSON span objects (decisiontrail/exporters/json_encoder.py).
 
 use pyo3::prelude::*;
+use pyo3::types::PyType;
 
 mod chain;
 mod json;
@@ -21,4 +22,10 @@ fn decisiontrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     proto::register(m)?;
     json::register(m)?;
     Ok(())
+}
+
+/// The SDK class `module.name`, for the stages that check exact SDK types (each keeps the ones it
+/// needs in a `GILOnceCell`, loaded once).
+pub(crate) fn sdk_type(py: Python<'_>, module: &str, name: &str) -> PyResult<Py<PyType>> {
+    Ok(py.import(module)?.getattr(name)?.downcast_into::<PyType>()?.unbind())
 }

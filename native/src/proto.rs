@@ -32,9 +32,7 @@ struct Types {
 static TYPES: GILOnceCell<Types> = GILOnceCell::new();
 
 fn load_types(py: Python<'_>) -> PyResult<Types> {
-    let get = |module: &str, name: &str| -> PyResult<Py<PyType>> {
-        Ok(py.import(module)?.getattr(name)?.downcast_into::<PyType>()?.unbind())
-    };
+    let get = |module: &str, name: &str| crate::sdk_type(py, module, name);
     // an enum's members by value 0, 1, ... (the value is the index of its wire constant)
     let members = |module: &str, name: &str| -> PyResult<Vec<Py<PyAny>>> {
         let cls = py.import(module)?.getattr(name)?;

@@ -40,7 +40,8 @@ FLOATS = [0.0, -0.0, 1.0, 0.81, 1e16, 1e-7, 5e-324, 1.7976931348623157e308, -2.5
 
 @pytest.fixture
 def encoders() -> Iterator[tuple[ProtoEncoder, ProtoEncoder]]:
-    """(Python path, native) encoders."""
+    """(Python path, native) encoders, whatever DECISIONTRAIL_NATIVE says."""
+    use_native(False)
     python = ProtoEncoder()
     use_native(True)
     try:
